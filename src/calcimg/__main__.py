@@ -1,0 +1,5 @@
+import sys
+
+from calcimg.cli import main
+
+sys.exit(main())
