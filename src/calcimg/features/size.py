@@ -1,0 +1,77 @@
+"""Identity, position and size of a lesion: the columns every row of lesions.csv carries."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+from scipy.spatial import ConvexHull, QhullError
+from scipy.spatial.distance import pdist
+
+from calcimg.lesion import Lesion
+
+
+def _boundary_points(mask: np.ndarray) -> np.ndarray:
+    """Indices of mask voxels with at least one face neighbour outside the mask."""
+    inner = ndimage.binary_erosion(mask, border_value=0)
+    return np.argwhere(mask & ~inner)
+
+
+def max_diameter_mm(points_mm: np.ndarray) -> float:
+    """Largest distance (mm) between two of the given points.
+
+    Uses the convex hull's vertices (the farthest pair always lies on the hull), so the cost is
+    quadratic in hull size, not in the number of points.
+
+    >>> max_diameter_mm(np.array([[0.0, 0.0], [3.0, 4.0], [1.0, 1.0]]))
+    5.0
+    """
+    pts = np.asarray(points_mm, dtype=float)
+    if len(pts) < 2:
+        return 0.0
+    if len(pts) > pts.shape[1] + 1:
+        try:
+            pts = pts[ConvexHull(pts).vertices]
+        except QhullError:  # all points on a line or plane: the pairwise search is still exact
+            pass
+    return float(pdist(pts).max())
+
+
+def size_features(lesion: Lesion) -> dict:
+    """Centroid, size, extent and density summary of a lesion.
+
+    Columns
+    -------
+    centroid_x_mm, centroid_y_mm, centroid_z_mm : float
+        CT: mean voxel-centre position in DICOM patient coordinates (LPS, mm). Radiograph:
+        image-plane mm from the centre of the first pixel, x along columns, y along rows; z empty.
+    volume_mm3 (CT) / area_mm2 (radiograph) : float
+        Voxel count x voxel volume (mm^3, >= 0) or pixel count x pixel area (mm^2). Serves every
+        size criterion (e.g. large tumoral-calcinosis masses, small tendinitis deposits).
+    max_diameter_mm : float
+        Largest distance between two boundary-voxel centres (mm, >= 0; 0 for a single voxel).
+    component_count : int
+        Connected calcified components grouped into this lesion (>= 1).
+    mean_hu, max_hu : float
+        CT only: mean and maximum HU over the lesion's voxels.
+    """
+    idx = np.argwhere(lesion.mask)
+    phys = lesion.index_to_physical(idx)
+    centroid = phys.mean(axis=0)
+    spacing = np.asarray(lesion.spacing)
+    d = lesion.direction * spacing[None, :]
+    unit = float(abs(np.linalg.det(d if lesion.kind == "ct" else d[:2, :2])))
+    boundary = lesion.index_to_physical(_boundary_points(lesion.mask))
+    row = {"kind": lesion.kind}
+    if lesion.kind == "ct":
+        row.update(centroid_x_mm=centroid[0], centroid_y_mm=centroid[1], centroid_z_mm=centroid[2])
+        row["volume_mm3"] = idx.shape[0] * unit
+    else:
+        row.update(centroid_x_mm=centroid[1], centroid_y_mm=centroid[0], centroid_z_mm=float("nan"))
+        row["area_mm2"] = idx.shape[0] * unit
+    row["max_diameter_mm"] = max_diameter_mm(boundary)
+    row["component_count"] = int(lesion.component_count)
+    if lesion.kind == "ct":
+        values = lesion.image[lesion.mask].astype(np.float64)
+        row["mean_hu"] = float(values.mean())
+        row["max_hu"] = float(values.max())
+    return row

@@ -1,0 +1,67 @@
+"""The output schema: every column with its unit and meaning (CONTRACT.md).
+
+This list is the single source of `data_dictionary.csv` and the column order of the CSVs. A column,
+once shipped, keeps its name, unit and meaning.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    unit: str
+    description: str
+    ibsi_code: str = ""
+
+
+LESION_COLUMNS: tuple[Column, ...] = (
+    Column("study_uid", "", "StudyInstanceUID (NIfTI/NRRD: a stable hash of the path, 2.25.<int>)"),
+    Column("series_uid", "", "SeriesInstanceUID (NIfTI/NRRD: a stable hash of the path, 2.25.<int>)"),
+    Column("series_key", "", "series_uid, plus .pN when one DICOM series held several images or geometries"),
+    Column("lesion_id", "", "1..n within the series, ordered by decreasing size"),
+    Column("kind", "", "ct or radiograph"),
+    Column("centroid_x_mm", "mm", "CT: patient x (LPS, + = patient left). Radiograph: image-plane mm along columns from the centre of the first pixel"),
+    Column("centroid_y_mm", "mm", "CT: patient y (LPS, + = posterior). Radiograph: image-plane mm along rows from the centre of the first pixel"),
+    Column("centroid_z_mm", "mm", "CT: patient z (LPS, + = head). Radiograph: empty"),
+    Column("volume_mm3", "mm^3", "CT: voxel count x voxel volume of the calcified lesion"),
+    Column("area_mm2", "mm^2", "Radiograph: pixel count x pixel area of the calcified lesion"),
+    Column("max_diameter_mm", "mm", "Largest distance between two boundary-voxel centres of the lesion"),
+    Column("component_count", "", "Connected calcified components grouped into this lesion"),
+    Column("mean_hu", "HU", "CT: mean attenuation of the lesion's voxels"),
+    Column("max_hu", "HU", "CT: maximum attenuation of the lesion's voxels"),
+)
+
+SERIES_COLUMNS: tuple[Column, ...] = (
+    Column("study_uid", "", "StudyInstanceUID, empty when the file could not be read"),
+    Column("series_uid", "", "SeriesInstanceUID, empty when the file could not be read"),
+    Column("series_key", "", "series_uid, plus .pN for the parts of a split series"),
+    Column("source", "", "Input path the series (or the failing file) came from"),
+    Column("kind", "", "ct, radiograph, localizer, volume, other, or empty for unreadable files"),
+    Column("modality", "", "DICOM Modality"),
+    Column("status", "", "ok, error or skipped"),
+    Column("reason", "", "The error, or why the series was skipped, in words"),
+    Column("n_files", "", "Files in the series"),
+    Column("n_lesions", "", "Lesions found"),
+    Column("shape", "voxels", "Array shape, space-separated (slices rows columns, or rows columns)"),
+    Column("spacing_mm", "mm", "Voxel size per array axis, space-separated"),
+    Column("spacing_source", "", "Which header fields gave the spacing"),
+    Column("patient_position", "", "DICOM PatientPosition"),
+    Column("gravity", "", "Gravity as 'x y z' in LPS, or unknown"),
+    Column("gravity_source", "", "Where gravity came from, or why it is unknown"),
+    Column("notes", "", "What loading did or noticed (resampling, quirks handled)"),
+    Column("seconds", "s", "Wall time spent on the series"),
+    Column("calcimg_version", "", "calcimg version that produced the row"),
+    Column("settings_hash", "", "Hash of the settings used (settings.toml)"),
+)
+
+
+def data_dictionary_rows() -> list[dict]:
+    rows = []
+    for table, cols in (("lesions.csv", LESION_COLUMNS), ("series.csv", SERIES_COLUMNS)):
+        for c in cols:
+            rows.append({"file": table, "column": c.name, "unit": c.unit, "description": c.description,
+                         "ibsi_code": c.ibsi_code})
+    return rows
