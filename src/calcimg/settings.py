@@ -24,18 +24,123 @@ class Settings:
         CT voxel connectivity for components: 6, 18 or 26.
     nonuniform_slices : str
         ``"resample"`` or ``"error"``: what loading does with irregular slice gaps.
+    group_gap_mm : float
+        Calcified components whose surface gap is at most this (mm) are one lesion (a tumoral
+        calcinosis mass of many globules; criteria-research 2.0, an estimate).
+    metal_hu : float
+        Components whose maximum reaches this (HU) are metal: excluded and flagged (section 4.4).
+    metal_margin_mm : float
+        Candidates inside a metal object's box grown by this margin (mm) are streak halo.
+    cortex_hu : float
+        Component voxels below this (HU) lying deep inside a shell count as cancellous bone.
+    bone_cancellous_mm3 : float
+        A component with at least this much cancellous bone (mm^3) bears bone when its 99th
+        percentile reaches ``bone_dense_hu`` (a cortex), its mean stays under
+        ``bone_low_mean_hu`` (cancellous-dominated: ribs, costal cartilage, thick slices) or it
+        is at least ``bone_long_mm`` long (a demineralised long bone).
+    bone_dense_hu, bone_low_mean_hu, bone_long_mm : float
+        See ``bone_cancellous_mm3`` (HU, HU, mm).
+    bone_min_volume_mm3, bone_min_extent_mm : float
+        A component at least this large (mm^3) and long (mm) bears bone even without cancellous
+        bone (demineralised bone: a cortical shell around fatty marrow).
+    bone_open_radius_mm : float
+        Bone proper = the slice-filled bone-bearing component opened by a ball of this radius (mm);
+        calcifications thinner than twice this that stick out of it are soft-tissue lesions.
+    bone_margin_mm : float
+        Voxels within this distance (mm) of the bone proper are cortex partial volume, not lesion.
+    bone_split_max_slice_mm : float
+        Calcification touching bone is split from it only when slices are at most this far apart
+        (mm): on thicker slices a 3D opening cannot tell a deposit from a bone edge.
+    cartilage_gap_mm : float
+        Pieces with a mean under ``bone_low_mean_hu`` within this distance of bone (mm; at least
+        one slice spacing) are rib ends or costal cartilage and join the bone.
+    bone_piece_min_mm3 : float
+        Parts split off bone smaller than this (mm^3) are cortex slivers, not lesions.
+    faint_max_mm3, faint_margin_hu : float
+        Components smaller than ``faint_max_mm3`` whose peak stays within ``faint_margin_hu`` of
+        the threshold are noise (a contrast test in place of smoothing the whole volume).
+    dx_background_scale_mm : float
+        Radiographs: radius (mm) of the local-median background subtracted before thresholding;
+        the largest calcification detected whole is about twice this.
+    dx_smooth_mm : float
+        Radiographs: Gaussian pre-smoothing sigma (mm) of the detection image.
+    dx_contrast_sigma : float
+        Radiographs: a candidate needs a seed pixel whose background-corrected contrast is at least
+        this many noise sigmas (noise: robust MAD of a high-pass image).
+    dx_grow_sigma : float
+        Radiographs: candidates grow (hysteresis) over pixels of at least this many noise sigmas.
+    dx_min_area_mm2 : float
+        Radiographs: connected components smaller than this (mm^2) are noise and dropped.
+    dx_group_gap_mm : float
+        Radiographs: components closer than this gap (mm) are grouped into one lesion.
+    dx_bone_min_area_mm2 : float
+        Radiographs: a dense structure of at least this area (mm^2, holes filled) whose rim is
+        brighter than its inside (cortical edges) is bone.
+    dx_bone_open_mm : float
+        Radiographs: opening radius (mm) that cuts thin calcifications off a bone before the bone
+        mask is taken.
+    dx_bone_margin_mm : float
+        Radiographs: candidates within this distance (mm) of bone are bone (cortex blur and
+        edge-enhancement halo).
+    dx_skin_band_mm : float
+        Radiographs: candidates lying mostly within this distance (mm) of the skin-air boundary
+        are the edge-enhancement halo of the skin line, not calcification.
+    dx_fallback_pixel_mm : float
+        Radiographs with unknown spacing: the pixel size (mm) assumed for the scales above
+        (a flag says so).
     """
 
     threshold_hu: float = 130.0
     min_volume_mm3: float = 1.0
     connectivity: int = 26
     nonuniform_slices: str = "resample"
+    group_gap_mm: float = 3.0
+    metal_hu: float = 3000.0
+    metal_margin_mm: float = 10.0
+    cortex_hu: float = 500.0
+    bone_cancellous_mm3: float = 300.0
+    bone_dense_hu: float = 1000.0
+    bone_low_mean_hu: float = 300.0
+    bone_long_mm: float = 50.0
+    bone_min_volume_mm3: float = 20000.0
+    bone_min_extent_mm: float = 80.0
+    bone_open_radius_mm: float = 2.0
+    bone_margin_mm: float = 1.0
+    bone_split_max_slice_mm: float = 2.5
+    cartilage_gap_mm: float = 5.0
+    bone_piece_min_mm3: float = 10.0
+    faint_max_mm3: float = 10.0
+    faint_margin_hu: float = 40.0
+    dx_background_scale_mm: float = 8.0
+    dx_smooth_mm: float = 0.2
+    dx_contrast_sigma: float = 8.0
+    dx_grow_sigma: float = 4.0
+    dx_min_area_mm2: float = 1.0
+    dx_group_gap_mm: float = 2.0
+    dx_bone_min_area_mm2: float = 400.0
+    dx_bone_open_mm: float = 1.5
+    dx_bone_margin_mm: float = 0.5
+    dx_skin_band_mm: float = 3.0
+    dx_fallback_pixel_mm: float = 0.2
 
     def __post_init__(self) -> None:
         if self.connectivity not in (6, 18, 26):
             raise ValueError(f"settings: connectivity must be 6, 18 or 26, not {self.connectivity!r}")
         if self.min_volume_mm3 < 0:
             raise ValueError(f"settings: min_volume_mm3 must be >= 0, not {self.min_volume_mm3!r}")
+        for name in ("dx_background_scale_mm", "dx_smooth_mm", "dx_contrast_sigma", "dx_grow_sigma",
+                     "dx_fallback_pixel_mm"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"settings: {name} must be > 0, not {getattr(self, name)!r}")
+        for name in ("dx_min_area_mm2", "dx_group_gap_mm", "dx_bone_min_area_mm2", "dx_bone_open_mm",
+                     "dx_bone_margin_mm", "dx_skin_band_mm"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"settings: {name} must be >= 0, not {getattr(self, name)!r}")
+        if self.dx_grow_sigma > self.dx_contrast_sigma:
+            raise ValueError(
+                f"settings: dx_grow_sigma ({self.dx_grow_sigma!r}) must not exceed dx_contrast_sigma "
+                f"({self.dx_contrast_sigma!r})"
+            )
         if self.nonuniform_slices not in ("resample", "error"):
             raise ValueError(
                 f"settings: nonuniform_slices must be 'resample' or 'error', not {self.nonuniform_slices!r}"

@@ -1,9 +1,21 @@
 """Segmentation: the only place that passes over whole volumes.
 
-Today: calcium candidates by a fixed CT threshold and 26-connected components. Body and bone
-masks, lesion grouping and the radiograph path replace this with the segmentation core.
+`segment_ct` finds calcified lesions in CT (body, bone and metal handled) and `crop_lesions`
+cuts them out with their context. `segment_ct_threshold` is the plain threshold + components
+baseline, kept for comparison.
 """
 
-from calcimg.segment._threshold import Segmentation, crop_lesions, segment_ct_threshold
+from calcimg.segment._crop import crop_lesions
+from calcimg.segment._ct import segment_ct
+from calcimg.segment._runs import label_runs, label_runs_scipy
+from calcimg.segment._threshold import segment_ct_threshold
+from calcimg.segment._types import Segmentation
 
-__all__ = ["Segmentation", "crop_lesions", "segment_ct_threshold"]
+__all__ = [
+    "Segmentation",
+    "crop_lesions",
+    "label_runs",
+    "label_runs_scipy",
+    "segment_ct",
+    "segment_ct_threshold",
+]

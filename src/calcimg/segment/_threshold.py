@@ -1,27 +1,12 @@
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import cc3d
 import numpy as np
 from scipy import ndimage
 
-from calcimg.lesion import Lesion
 from calcimg.scan import Scan
+from calcimg.segment._types import Segmentation
 from calcimg.settings import Settings
-
-
-@dataclass
-class Segmentation:
-    """A label image (0 = background, 1..n = lesions by decreasing size) and each lesion's box."""
-
-    labels: np.ndarray
-    boxes: list[tuple[slice, ...]]
-    component_counts: list[int]
-
-    @property
-    def n_lesions(self) -> int:
-        return len(self.boxes)
 
 
 def segment_ct_threshold(scan: Scan, settings: Settings | None = None) -> Segmentation:
@@ -46,23 +31,3 @@ def segment_ct_threshold(scan: Scan, settings: Settings | None = None) -> Segmen
     labels = lut[labels]
     boxes = ndimage.find_objects(labels, max_label=keep.size)
     return Segmentation(labels, [b for b in boxes if b is not None], [1] * keep.size)
-
-
-def crop_lesions(scan: Scan, seg: Segmentation, margin: int = 1):
-    """Yield one `Lesion` per label, cropped to its box plus `margin` voxels."""
-    shape = scan.pixels.shape
-    for i, box in enumerate(seg.boxes):
-        lid = i + 1
-        grown = tuple(slice(max(b.start - margin, 0), min(b.stop + margin, n)) for b, n in zip(box, shape, strict=True))
-        yield Lesion(
-            lesion_id=lid,
-            image=scan.pixels[grown],
-            mask=seg.labels[grown] == lid,
-            offset=tuple(b.start for b in grown),
-            spacing=scan.spacing,
-            origin=scan.origin,
-            direction=scan.direction,
-            kind=scan.kind,
-            gravity=scan.gravity,
-            component_count=seg.component_counts[i],
-        )

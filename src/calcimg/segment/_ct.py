@@ -1,0 +1,358 @@
+"""CT segmentation core: body, bone, metal and calcium lesions in one pass plus crop-level work.
+
+Outline (criteria-research sections 4.1, 4.3, 4.4):
+
+1. Calcium candidates: runs of voxels >= ``threshold_hu`` (one streaming pass, `_runs`).
+2. Body: on a coarse grid (about 3 mm), HU > -500, a planar opening that cuts thin contacts
+   (table pads, blankets), the largest 3D component, holes filled slice by slice. Candidate runs
+   whose centre lies outside the body (table, clothing, cables) are dropped before labelling.
+3. Components (26-connected by default) with count, box, HU sum and max per component.
+4. Metal: components whose maximum exceeds ``metal_hu`` are excluded and flagged; candidates
+   within ``metal_margin_mm`` of metal are streak halo and excluded too.
+5. Bone: a component is bone-bearing when it is large (``bone_min_volume_mm3``) or when it holds
+   cancellous bone: at least ``bone_cancellous_mm3`` of voxels below ``cortex_hu`` lying at least
+   2 mm deep inside the filled component (marrow enclosed by a shell; calcified walls and
+   deposits are thin or dense). Only those components are worked on, each on its own crop: the
+   bone proper is the slice-filled component opened by ``bone_open_radius_mm`` (EDT-based);
+   what sticks out of it by more than ``bone_margin_mm`` is soft-tissue calcification touching
+   bone and is kept (bone distance 0), never swallowed.
+6. Lesions: components whose surface gap is <= ``group_gap_mm`` are one lesion
+   (``component_count``); lesions are numbered by decreasing volume.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cc3d
+import edt
+import numpy as np
+from scipy import ndimage
+
+from calcimg.scan import Scan
+from calcimg.segment._runs import Runs, components_from_runs, extract_runs
+from calcimg.segment._types import Segmentation
+from calcimg.settings import Settings
+
+#: Threads for distance transforms on large bone crops (the only multi-threaded step).
+EDT_THREADS = 2
+
+_PLANAR = np.zeros((3, 3, 3), bool)
+_PLANAR[1] = ndimage.generate_binary_structure(2, 1)
+
+
+@dataclass
+class _Piece:
+    """A lesion-candidate piece: its box in the volume and its mask on that box."""
+
+    box: tuple[slice, slice, slice]
+    mask: np.ndarray | None
+    touches_bone: bool = False
+    component: int = -1
+
+    @property
+    def count(self) -> int:
+        return int(self.mask.sum())
+
+
+def _edt(mask: np.ndarray, spacing) -> np.ndarray:
+    """Distance (mm) of each True voxel to the nearest False voxel; outside the array counts as
+    True (so the crop border is not a surface). `edt` is 7x faster than scipy here, equal to 1e-5."""
+    return edt.edt(np.ascontiguousarray(mask), anisotropy=tuple(float(s) for s in spacing),
+                   black_border=False, parallel=EDT_THREADS)
+
+
+def coarse_body(scan: Scan, step_mm: float = 3.0, detach_mm: float = 6.0) -> tuple[np.ndarray, tuple[int, int, int]]:
+    """The body mask on a grid of about `step_mm`, and the integer steps used per axis.
+
+    HU > -500; a planar opening with a disc of radius `detach_mm` cuts the table, pads and
+    blankets where they touch the skin; the largest 3D component; holes filled slice by slice;
+    one coarse voxel of dilation gives back the skin surface.
+    """
+    steps = tuple(max(1, round(step_mm / s)) for s in scan.spacing)
+    v = scan.pixels[:: steps[0], :: steps[1], :: steps[2]]
+    body = v > -500
+    r = max(1, round(detach_mm / (steps[1] * scan.spacing[1])))
+    yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
+    disc = (yy**2 + xx**2 <= r * r)[None]
+    body = ndimage.binary_opening(body, structure=disc)
+    if body.any():
+        body = cc3d.largest_k(body, k=1, connectivity=6) > 0
+        body = ndimage.binary_fill_holes(body, structure=_PLANAR)
+        body = ndimage.binary_dilation(body, structure=_PLANAR)
+    return body, steps
+
+
+def _runs_inside(body: np.ndarray, steps, ny: int, run_row, run_start, run_stop) -> np.ndarray:
+    """Which runs have their centre inside the coarse body mask."""
+    z = np.minimum(run_row // ny // steps[0], body.shape[0] - 1)
+    y = np.minimum(run_row % ny // steps[1], body.shape[1] - 1)
+    x = np.minimum((run_start + run_stop - 1) // 2 // steps[2], body.shape[2] - 1)
+    return body[z, y, x]
+
+
+def _component_mask(runs: Runs, i: int, box) -> np.ndarray:
+    out = np.zeros(tuple(b.stop - b.start for b in box), np.uint8)
+    runs.paint(out, labels=[i + 1], offset=[b.start for b in box], value=1)
+    return out.view(bool)
+
+
+def _grow(box, shape, margin_vox) -> tuple[slice, ...]:
+    return tuple(slice(max(b.start - m, 0), min(b.stop + m, n)) for b, m, n in zip(box, margin_vox, shape, strict=True))
+
+
+def _fill_slices(mask: np.ndarray) -> np.ndarray:
+    """Fill holes slice by slice (4-connected background not reaching the slice border).
+
+    cc3d on each 2D slice is about 10x faster than scipy's iterative binary_fill_holes here.
+    """
+    out = mask.copy()
+    for z in range(mask.shape[0]):
+        if not mask[z].any():
+            continue
+        lab = cc3d.connected_components(~mask[z], connectivity=4)
+        border = np.unique(np.concatenate([lab[0], lab[-1], lab[:, 0], lab[:, -1]]))
+        hole = np.ones(int(lab.max()) + 1, bool)
+        hole[border] = False
+        hole[0] = False
+        out[z] |= hole[lab]
+    return out
+
+
+def _cancellous_mm3(crop_hu: np.ndarray, mask: np.ndarray, spacing, cortex_hu: float):
+    """Volume (mm^3) of component voxels under `cortex_hu` lying >= 2 mm deep inside the
+    slice-filled component: cancellous bone enclosed by a shell. Calcified walls are too thin and
+    solid deposits too dense to have any. Returns the volume and the filled mask."""
+    filled = _fill_slices(mask)
+    depth = edt.edt(np.ascontiguousarray(filled), anisotropy=tuple(float(s) for s in spacing),
+                    black_border=True, parallel=EDT_THREADS)
+    deep = (depth >= 2.0) & mask & (crop_hu < cortex_hu)
+    return float(deep.sum() * np.prod(spacing)), filled
+
+
+def _opening(filled: np.ndarray, spacing, r: float) -> np.ndarray:
+    """Morphological opening of `filled` by a ball of radius `r` mm, through two distance transforms.
+
+    Large crops (whole bones) are opened on a grid twice as coarse and brought back by repetition:
+    the opening only decides which parts are thinner than 2r, and the parts found are then
+    measured on the full grid.
+    """
+    if filled.size > 2_000_000:
+        small = _opening(filled[::2, ::2, ::2], tuple(2 * s for s in spacing), r)
+        big = small.repeat(2, 0).repeat(2, 1).repeat(2, 2)
+        return big[: filled.shape[0], : filled.shape[1], : filled.shape[2]] & filled
+    core = _edt(filled, spacing) > r
+    if not core.any():
+        return np.zeros_like(filled)
+    return (_edt(~core, spacing) <= r) & filled
+
+
+def _split_bone(filled, comp_mask, spacing, settings: Settings) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Bone proper and the calcified parts that stick out of it (each touching bone)."""
+    opened = _opening(filled, spacing, settings.bone_open_radius_mm)
+    bone = opened | (filled & ~comp_mask)  # marrow enclosed by the shell stays bone
+    if not bone.any():
+        return bone | comp_mask, []
+    steps = max(1, int(np.ceil(settings.bone_margin_mm / min(spacing))))
+    near_bone = ndimage.binary_dilation(bone, iterations=steps)
+    rest = comp_mask & ~near_bone
+    if not rest.any():
+        return bone | comp_mask, []
+    # give back the margin shell, all pieces at once: each piece down to the bone surface
+    grown = ndimage.binary_dilation(rest, iterations=steps, mask=comp_mask & ~bone)
+    lab, _ = ndimage.label(grown, structure=np.ones((3, 3, 3), bool))
+    # slivers of cortex at joints and bone ends are small; a deposit on bone is not
+    min_vox = max(settings.bone_piece_min_mm3 / float(np.prod(spacing)), 1)
+    pieces = []
+    for i, sl in enumerate(ndimage.find_objects(lab)):
+        m = np.zeros_like(comp_mask)
+        m[sl] = lab[sl] == i + 1
+        if m[sl].sum() >= min_vox:
+            pieces.append(m)
+    return bone, pieces
+
+
+def _absorb_cartilage(pieces, bone_mask, vol, spacing, settings: Settings, bone_pieces) -> list[_Piece]:
+    """Low-density pieces right next to bone are rib ends and costal cartilage, not lesions.
+
+    A piece whose mean stays under ``bone_low_mean_hu`` and that lies within
+    ``max(cartilage_gap_mm, 1.01 x slice spacing)`` of bone joins the bone (and `bone_pieces`).
+    """
+    if not bone_mask.any():
+        return pieces
+    gap = max(settings.cartilage_gap_mm, 1.01 * spacing[0])
+    margin = [int(np.ceil(gap / s)) + 1 for s in spacing]
+    kept = []
+    for p in pieces:
+        if p.touches_bone or vol[p.box][p.mask].mean() >= settings.bone_low_mean_hu:
+            kept.append(p)
+            continue
+        grown = _grow(p.box, vol.shape, margin)
+        near = bone_mask[grown]
+        if not near.any():
+            kept.append(p)
+            continue
+        inner = tuple(slice(b.start - g.start, b.stop - g.start) for b, g in zip(p.box, grown, strict=True))
+        dist = _edt(~near, spacing)[inner][p.mask]
+        if dist.min() <= gap:
+            bone_pieces.append((p.box, p.mask))
+            bone_mask[p.box] |= p.mask
+        else:
+            kept.append(p)
+    return kept
+
+
+def _group(pieces: list[_Piece], spacing, gap_mm: float) -> list[list[int]]:
+    """Single-linkage groups of pieces whose surface gap is <= gap_mm."""
+    n = len(pieces)
+    parent = list(range(n))
+
+    def find(i):
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    if n > 1 and gap_mm > 0:
+        sp = np.asarray(spacing)
+        lo = np.array([[b.start for b in p.box] for p in pieces], float) * sp
+        hi = np.array([[b.stop - 1 for b in p.box] for p in pieces], float) * sp
+        # box gap per axis (mm); only pairs whose boxes are within the gap can be within it
+        gap = np.maximum(0, np.maximum(lo[:, None, :] - hi[None, :, :], lo[None, :, :] - hi[:, None, :]))
+        close = np.sqrt((gap**2).sum(-1)) <= gap_mm + float(sp.max())
+        ii, jj = np.nonzero(np.triu(close, 1))
+        for i, j in zip(ii.tolist(), jj.tolist(), strict=True):
+            if find(i) == find(j):
+                continue
+            box = tuple(slice(min(a.start, b.start), max(a.stop, b.stop))
+                        for a, b in zip(pieces[i].box, pieces[j].box, strict=True))
+            off = [b.start for b in box]
+            mi = np.zeros(tuple(b.stop - b.start for b in box), bool)
+            mj = np.zeros_like(mi)
+            mi[tuple(slice(a.start - o, a.stop - o) for a, o in zip(pieces[i].box, off, strict=True))] = pieces[i].mask
+            mj[tuple(slice(a.start - o, a.stop - o) for a, o in zip(pieces[j].box, off, strict=True))] = pieces[j].mask
+            # surface gap: distance between voxel centres minus one voxel
+            d = _edt(~mi, spacing)[mj].min() - float(min(spacing))
+            if d <= gap_mm:
+                parent[find(j)] = find(i)
+    groups: dict[int, list[int]] = {}
+    for i in range(n):
+        groups.setdefault(find(i), []).append(i)
+    return list(groups.values())
+
+
+def segment_ct(scan: Scan, settings: Settings | None = None) -> Segmentation:
+    """Calcified lesions of a CT scan, with bone and body masks. See the module docstring."""
+    settings = settings or Settings()
+    if scan.kind != "ct":
+        raise ValueError("segment_ct needs a CT scan")
+    vol = scan.pixels
+    shape = vol.shape
+    spacing = scan.spacing
+    voxel = scan.voxel_volume
+    flags: list[str] = []
+
+    run_row, run_start, run_stop = extract_runs(vol, settings.threshold_hu)
+    body, steps = coarse_body(scan)
+    if body.any() and run_row.size:
+        keep = _runs_inside(body, steps, shape[1], run_row, run_start, run_stop)
+        n_out = int((run_stop[~keep] - run_start[~keep]).sum())
+        if n_out:
+            flags.append(f"{n_out * voxel / 1000:.1f} cm^3 of dense material outside the body ignored (table, clothing)")
+        run_row, run_start, run_stop = run_row[keep], run_start[keep], run_stop[keep]
+    elif not body.any():
+        flags.append("no body found: nothing excluded as table or clothing")
+    runs = components_from_runs(vol, run_row, run_start, run_stop, connectivity=settings.connectivity,
+                                min_voxels=max(1, int(np.ceil(settings.min_volume_mm3 / voxel))))
+    boxes = runs.boxes()
+    volumes = runs.count * voxel
+
+    metal = np.flatnonzero(runs.value_max >= settings.metal_hu)
+    if metal.size:
+        flags.append(f"metal: {metal.size} object(s) above {settings.metal_hu:g} HU excluded with a "
+                     f"{settings.metal_margin_mm:g} mm halo")
+    metal_boxes = [boxes[i] for i in metal]
+    margin_vox = [int(np.ceil(settings.metal_margin_mm / s)) for s in spacing]
+    halo = [_grow(b, shape, margin_vox) for b in metal_boxes]
+
+    bone_pieces: list[tuple[tuple[slice, ...], np.ndarray]] = []
+    pieces: list[_Piece] = []
+    metal_set = set(metal.tolist())
+    for i in range(runs.n):
+        if i in metal_set:
+            continue
+        box = boxes[i]
+        if any(all(h.start <= b.start and b.stop <= h.stop for b, h in zip(box, hb, strict=True)) for hb in halo):
+            continue
+        if volumes[i] < settings.faint_max_mm3 and runs.value_max[i] < settings.threshold_hu + settings.faint_margin_hu:
+            continue  # a noise speck: small and barely above the threshold
+        if volumes[i] < settings.bone_cancellous_mm3:
+            pieces.append(_Piece(box, None, component=i))
+            continue
+        comp = _component_mask(runs, i, box)
+        crop = vol[box]
+        extent = max((b.stop - b.start) * s for b, s in zip(box, spacing, strict=True))
+        if volumes[i] >= settings.bone_min_volume_mm3 and extent >= settings.bone_min_extent_mm:
+            is_bone, filled = True, _fill_slices(comp)
+        else:
+            cancellous, filled = _cancellous_mm3(crop, comp, spacing, settings.cortex_hu)
+            mean_hu = runs.value_sum[i] / runs.count[i]
+            # Cancellous bone inside a dense cortex, or cancellous-dominated (ribs, cartilage,
+            # thick slices). A tumoral-calcinosis lobule with sediment also has deep voxels under
+            # cortex_hu, but neither a cortex that dense, nor a mean that low, nor a bone's length.
+            dense = np.percentile(crop[comp], 99) >= settings.bone_dense_hu
+            long = extent >= settings.bone_long_mm
+            is_bone = cancellous >= settings.bone_cancellous_mm3 and (dense or long or mean_hu < settings.bone_low_mean_hu)
+        if not is_bone:
+            pieces.append(_Piece(box, comp, component=i))
+            continue
+        if spacing[0] > settings.bone_split_max_slice_mm:
+            bone, stuck = filled | comp, []
+            if not any(f.startswith("slices") for f in flags):
+                flags.append(f"slices {spacing[0]:.3g} mm apart: calcification touching bone is not "
+                             f"separated from it (needs <= {settings.bone_split_max_slice_mm:g} mm)")
+        else:
+            bone, stuck = _split_bone(filled, comp, spacing, settings)
+        bone_pieces.append((box, bone))
+        for m in stuck:
+            sub = ndimage.find_objects(m.astype(np.uint8))[0]
+            pbox = tuple(slice(b.start + s.start, b.start + s.stop) for b, s in zip(box, sub, strict=True))
+            pieces.append(_Piece(pbox, m[sub], touches_bone=True))
+    # masks of plain components, painted only now (only those kept)
+    for p in pieces:
+        if p.mask is None:
+            p.mask = _component_mask(runs, p.component, p.box)
+    bone_mask = np.zeros(shape, bool)
+    for box, m in bone_pieces:
+        bone_mask[box] |= m
+    pieces = _absorb_cartilage(pieces, bone_mask, vol, spacing, settings, bone_pieces)
+
+    groups = _group(pieces, spacing, settings.group_gap_mm)
+    lesions = []
+    for g in groups:
+        box = tuple(slice(min(pieces[i].box[a].start for i in g), max(pieces[i].box[a].stop for i in g)) for a in range(3))
+        mask = np.zeros(tuple(b.stop - b.start for b in box), bool)
+        for i in g:
+            sl = tuple(slice(pb.start - b.start, pb.stop - b.start) for pb, b in zip(pieces[i].box, box, strict=True))
+            mask[sl] |= pieces[i].mask
+        first = min(np.ravel_multi_index([b.start for b in pieces[i].box], shape) for i in g)
+        lesions.append((int(mask.sum()), first, box, mask, len(g), any(pieces[i].touches_bone for i in g)))
+    lesions.sort(key=lambda t: (-t[0], t[1]))
+
+    labels = np.zeros(shape, np.uint16 if len(lesions) < 65535 else np.uint32)
+    for lid, (_, _, box, mask, _, _) in enumerate(lesions, 1):
+        labels[box][mask] = lid
+    for box, m in bone_pieces:
+        bone_mask[box] |= m
+    return Segmentation(
+        labels=labels,
+        boxes=[t[2] for t in lesions],
+        component_counts=[t[4] for t in lesions],
+        bone=bone_mask,
+        body=None,
+        flags=flags,
+        masks=[t[3] for t in lesions],
+        touches_bone=[t[5] for t in lesions],
+        body_coarse=body,
+        body_steps=steps,
+    )

@@ -1,0 +1,160 @@
+"""CT segmentation core: labels against the scipy reference, phantoms with truth, the real chest CT."""
+
+import json
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from calcimg.io import discover, load
+from calcimg.scan import Scan
+from calcimg.segment import label_runs, label_runs_scipy, segment_ct
+from calcimg.settings import Settings
+from conftest import shared
+
+
+@pytest.mark.parametrize("connectivity", [6, 26])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_run_labeller_matches_scipy(seed, connectivity):
+    rng = np.random.default_rng(seed)
+    vol = (ndimage.gaussian_filter(rng.normal(size=(25, 40, 37)), 1.1) * 1000).astype(np.int16)
+    fast = label_runs(vol, 150, connectivity=connectivity, min_voxels=3)
+    ref = label_runs_scipy(vol, 150, connectivity=connectivity, min_voxels=3)
+    assert fast.n == ref.n > 20
+    np.testing.assert_array_equal(fast.label_volume(), ref.label_volume())
+    np.testing.assert_array_equal(fast.count, ref.count)
+    np.testing.assert_array_equal(fast.bbox, ref.bbox)
+    np.testing.assert_allclose(fast.value_sum, ref.value_sum)
+    np.testing.assert_array_equal(fast.value_max, ref.value_max)
+    assert np.all(np.diff(fast.count) <= 0)  # numbered by decreasing size
+
+
+def test_run_labeller_on_float_volume_and_edges():
+    vol = np.zeros((3, 4, 5), np.float32)
+    vol[:, :, 4] = 200.0  # runs touching the last column
+    vol[0, 0, 0] = 130.0  # exactly the threshold counts
+    r = label_runs(vol, 130.0)
+    assert r.n == 2
+    assert sorted(r.count.tolist()) == [1, 12]
+
+
+def _scan(hu, spacing=(0.6, 0.6, 0.6), position="HFS"):
+    scan = Scan(hu, spacing, np.zeros(3), np.eye(3), "ct")
+    return scan
+
+
+def body_with_bone_and_deposit(deposit_gap_mm):
+    """Soft tissue (40 HU) in air; a long bone (cortex 1500 HU, marrow 230 HU) along z; a dense
+    deposit (700 HU, radius 2.4 mm) at `deposit_gap_mm` from the cortex; a separate lesion."""
+    sp = 0.6
+    shape = (90, 100, 100)
+    z, y, x = np.indices(shape) * sp
+    cy, cx = 30.0, 30.0
+    r = np.hypot(y - cy, x - cx)
+    hu = np.full(shape, -1000.0)
+    hu[np.hypot(y - 30, x - 30) < 28] = 40.0
+    hu[r < 8.0] = 1500.0
+    hu[r < 6.0] = 230.0
+    dep_c = np.array([27.0, cy, cx + 8.0 + deposit_gap_mm + 2.4])
+    hu[np.linalg.norm(np.stack([z, y, x], -1) - dep_c, axis=-1) <= 2.4] = 700.0
+    far_c = np.array([27.0, 45.0, 30.0])
+    hu[np.linalg.norm(np.stack([z, y, x], -1) - far_c, axis=-1) <= 3.0] = 600.0
+    hu = ndimage.gaussian_filter(hu, 0.7) + np.random.default_rng(0).normal(0, 8, shape)
+    return _scan(hu.astype(np.int16)), dep_c / sp, far_c / sp
+
+
+@pytest.mark.parametrize("gap", [
+    pytest.param(0.0, marks=pytest.mark.xfail(strict=True, reason=(
+        "known limitation: a deposit touching bone that is thicker than 2 x bone_open_radius_mm "
+        "(4 mm, after blur) stays in the bone opening and is swallowed; needs a shape-aware split"))),
+    4.0,
+])
+def test_bone_is_not_a_lesion_and_a_deposit_on_bone_survives(gap):
+    scan, dep_idx, far_idx = body_with_bone_and_deposit(gap)
+    seg = segment_ct(scan, Settings())
+    lab = seg.labels
+    assert seg.n_lesions == 2, [m.sum() for m in seg.masks]
+    dep = lab[tuple(np.round(dep_idx).astype(int))]
+    far = lab[tuple(np.round(far_idx).astype(int))]
+    assert dep > 0 and far > 0 and dep != far
+    # the marrow and the cortex far from the deposit are bone, never lesion
+    assert seg.bone[45, 50, 50] and seg.bone[45, 50, 50 + 12]
+    assert not np.any(lab[seg.bone])
+    assert seg.touches_bone[dep - 1] == (gap == 0.0)
+    # the deposit keeps its volume: 4/3 pi 2.4^3 = 58 mm^3, widened by the blur at the 130 HU cut
+    vol = seg.masks[dep - 1].sum() * 0.6**3
+    assert 45 < vol < 110
+
+
+@pytest.fixture(scope="module")
+def test_phantoms(tmp_path_factory):
+    from calcimg.phantom import generate
+
+    return generate(tmp_path_factory.mktemp("phantoms"), preset="test", seed=0)
+
+
+def _match(scan, seg, truth):
+    """Truth lesions found: a detected lesion's centroid within max(2 mm, a quarter of the truth
+    diameter) of the truth centroid, or the truth centroid inside a detected lesion."""
+    cents = [scan.index_to_lps(np.argwhere(m).mean(0) + [b.start for b in box]) for box, m in zip(seg.boxes, seg.masks, strict=True)]
+    found, used = [], set()
+    for t in truth:
+        c = np.asarray(t["centroid_lps_mm"])
+        tol = max(2.0, t["max_diameter_mm"] / 4)
+        hits = {i + 1 for i, d in enumerate(cents) if np.linalg.norm(d - c) <= tol}
+        idx = np.round(scan.lps_to_index(c)).astype(int)
+        if np.all(idx >= 0) and np.all(idx < scan.shape) and seg.labels[tuple(idx)]:
+            hits.add(int(seg.labels[tuple(idx)]))
+        found.append(hits)
+        used |= hits
+    return found, used
+
+
+def test_phantom_recall_and_no_bone(test_phantoms):
+    n_truth = n_found = n_fp = 0
+    tc_one = tc_n = 0
+    lines = []
+    for folder in test_phantoms:
+        truth = json.loads((folder / "truth.json").read_text())
+        for series_truth in truth["series"]:
+            if series_truth["kind"] != "ct":
+                continue
+            scan = load(discover(folder).series[0])
+            seg = segment_ct(scan, Settings())
+            lesions = [t for t in series_truth["lesions"] if t["volume_mm3"] >= 5]
+            found, used = _match(scan, seg, lesions)
+            n_truth += len(lesions)
+            n_found += sum(1 for f in found if f)
+            fps = [i for i in range(1, seg.n_lesions + 1) if i not in used]
+            n_fp += len(fps)
+            for t, f in zip(lesions, found, strict=True):
+                if t["pattern"] == "tumoral_calcinosis":
+                    tc_n += 1
+                    tc_one += len(f) == 1
+            lines.append(f"{folder.name}: {sum(map(bool, found))}/{len(lesions)} found, {len(fps)} unmatched")
+            # bone is never a lesion: no detection holds cortex-dense voxels in bulk
+            for box, m in zip(seg.boxes, seg.masks, strict=True):
+                assert np.mean(scan.pixels[box][m] > 1300) < 0.2
+            assert seg.bone.any()
+    recall = n_found / n_truth
+    print("\n".join(lines), f"\nrecall {recall:.3f}, unmatched {n_fp}, TC as one lesion {tc_one}/{tc_n}")
+    assert recall >= 0.85
+    assert n_fp <= 3
+    assert tc_one >= 0.9 * tc_n - 1
+
+
+def test_real_chest_ct_bones_are_not_lesions():
+    scan = load(discover(shared("ct_chest_tcia_a0002")).series[0])
+    seg = segment_ct(scan, Settings())
+    v, lab = scan.pixels, seg.labels
+    dense = v > 700  # cortex of ribs, vertebrae and sternum at this slice thickness
+    assert seg.bone[dense].mean() > 0.999
+    assert (lab[dense] > 0).mean() < 0.001
+    # the spine: a posterior midline column of bone in every slice, none of it lesion
+    spine = (slice(None), slice(360, 420), slice(236, 276))
+    assert seg.bone[spine].any(axis=(1, 2)).all()
+    assert not lab[spine].any()
+    # the table below the patient is outside the body and is not a lesion
+    assert not lab[:, 440:, :].any()
+    assert any("outside the body" in f for f in seg.flags)
+    assert seg.n_lesions < 120
