@@ -1,0 +1,370 @@
+"""Radiograph segmentation: calcification candidates on a projection image with no HU scale.
+
+A radiograph has no absolute density scale, so a pixel is a candidate by how much it stands out
+from its neighbourhood, measured in units of the image's own noise (criteria-research 4.2):
+
+1. Detection image: the `Scan`'s attenuation image (larger = denser for MONOCHROME1 and
+   MONOCHROME2 alike) smoothed by a Gaussian of ``dx_smooth_mm``.
+2. Background: a local median over a disc of radius ``dx_background_scale_mm``, computed on a
+   block-averaged copy (a few pixels per radius step) and interpolated back, so its cost does not
+   grow with the scale. Air outside the body is first replaced by the nearest body value, so the
+   skin line is not measured against air.
+3. Noise: 1.4826 x the median absolute deviation of a high-pass image (detection image minus its
+   local box mean, inside the body). Contrast in noise sigmas ``z = (image - background) / noise``.
+4. Candidates: hysteresis threshold, seeds at ``dx_contrast_sigma``, grown over
+   ``dx_grow_sigma``.
+5. Bone: candidate structures (holes filled) of at least ``dx_bone_min_area_mm2`` whose rim is
+   brighter than their inside (cortical edges) are bone; an opening by ``dx_bone_open_mm`` first
+   cuts thin calcifications (vessel walls, small deposits) off them, and everything within
+   ``dx_bone_margin_mm`` of the bone is dropped from the candidates.
+6. Clean-up: components lying mostly in the ``dx_skin_band_mm`` band inside the skin line (the
+   edge-enhancement halo of processed radiographs) and components under ``dx_min_area_mm2`` are
+   dropped; components closer than ``dx_group_gap_mm`` are grouped into one lesion.
+
+Limitations
+-----------
+* A calcification projected over bone is not reported (only its parts outside the bone shadow
+  are): one projection cannot separate them reliably (criteria-research 4.2, superimposition). The
+  flag ``"radiograph: calcification projected over bone is not detected"`` says so whenever bone
+  was found.
+* Bone is recognised by size and a bright rim; a calcified mass larger than
+  ``dx_bone_min_area_mm2`` with a bright rim of its own (a large myositis ossificans shell) is
+  taken for bone, and a bone smaller than that whose shadow is separate from the rest of the
+  skeleton (a sesamoid, an ossicle) can be reported as a lesion.
+* Calcifications in the skin-line band (calcinosis cutis seen tangentially) are dropped with the
+  edge-enhancement halo.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage as ndi
+from skimage.filters import apply_hysteresis_threshold, threshold_otsu
+
+from calcimg.scan import Scan
+from calcimg.segment._types import Segmentation
+from calcimg.settings import Settings
+
+__all__ = ["segment_radiograph"]
+
+_EIGHT = np.ones((3, 3), dtype=bool)
+_MAD_TO_SIGMA = 1.4826
+_NOISE_BOX_PX = 9  # high-pass for the noise estimate: image minus its 9 x 9 box mean
+_STEPS_PER_RADIUS = 8
+# a bone cut by the image edge: its two cortices reach the border at most this many background
+# scales apart, and the border between them closes its outline for hole filling
+_BORDER_GAP_SCALES = 3.0
+# candidates lying mostly within this distance (mm) of bone need a seed this many times stronger
+_BONE_EDGE_MM = 1.0
+_BONE_EDGE_SEED_FACTOR = 4.0  # block-averaging keeps about this many coarse pixels per background radius
+
+
+def segment_radiograph(scan: Scan, settings: Settings | None = None) -> Segmentation:
+    """Calcified lesions, bone and body of one radiograph.
+
+    Parameters
+    ----------
+    scan : Scan
+        A radiograph (``kind == "radiograph"``, 2D ``pixels`` where larger = denser).
+    settings : Settings, optional
+        The ``dx_*`` fields set the scales (mm) and thresholds (noise sigmas).
+
+    Returns
+    -------
+    Segmentation
+        ``labels`` (uint32, lesions 1..n by decreasing area, ties by first pixel in array order,
+        8-connected components grouped when closer than ``dx_group_gap_mm``), ``boxes``,
+        ``component_counts``, ``bone`` (bool), ``body`` (bool, or None when no air is seen around
+        the patient) and ``flags``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from calcimg.scan import Scan
+    >>> rng = np.random.default_rng(0)
+    >>> img = 1000 + rng.normal(0, 5, (200, 200)).astype(np.float32)
+    >>> yy, xx = np.mgrid[:200, :200]
+    >>> img[(yy - 100) ** 2 + (xx - 60) ** 2 < 36] += 200   # a 1.2 mm-radius deposit
+    >>> scan = Scan(img, (0.2, 0.2), (0, 0), np.eye(2), "radiograph")
+    >>> seg = segment_radiograph(scan)
+    >>> seg.n_lesions, seg.labels[100, 60]
+    (1, np.uint32(1))
+    """
+    settings = settings or Settings()
+    if not isinstance(scan, Scan):
+        raise TypeError(f"segment_radiograph needs a calcimg Scan, got {type(scan).__name__}")
+    if scan.kind != "radiograph" or scan.pixels.ndim != 2:
+        raise ValueError(
+            f"segment_radiograph needs a 2D radiograph Scan, got kind={scan.kind!r} shape={scan.shape}"
+        )
+    flags: list[str] = []
+    if scan.spacing_known:
+        mm = (float(scan.spacing[0]), float(scan.spacing[1]))
+    else:
+        px = float(settings.dx_fallback_pixel_mm)
+        mm = (px, px)
+        flags.append(
+            f"radiograph spacing unknown: mm scales and areas assume {px:g} mm pixels "
+            "(dx_fallback_pixel_mm)"
+        )
+    image = np.asarray(scan.pixels, dtype=np.float32)
+    finite = np.isfinite(image)
+    if not finite.all():
+        image = np.where(finite, image, np.median(image[finite]) if finite.any() else 0.0)
+        flags.append("radiograph: non-finite pixels replaced by the median")
+    shape = image.shape
+    empty = _empty(shape, flags)
+    if image.size == 0 or float(image.max() - image.min()) == 0.0:
+        empty.flags.append("radiograph: flat image, nothing to segment")
+        return empty
+
+    detect = ndi.gaussian_filter(image, (settings.dx_smooth_mm / mm[0], settings.dx_smooth_mm / mm[1]))
+    body = _body_mask(detect)
+    inside = np.ones(shape, bool) if body is None else body
+    if body is None:
+        flags.append("radiograph: no air around the patient, body not delineated")
+
+    noise = _noise_sigma(detect, inside)
+    if not noise > 0:
+        empty.flags.append("radiograph: no noise measurable (synthetic or saturated image), nothing segmented")
+        empty.body = body
+        return empty
+    z = _contrast(detect, inside, noise, settings.dx_background_scale_mm, mm)
+    candidates = apply_hysteresis_threshold(z, settings.dx_grow_sigma, settings.dx_contrast_sigma)
+    bone = _bone_mask(candidates, z, mm, settings)
+    if bone.any():
+        flags.append("radiograph: calcification projected over bone is not detected")
+        near_bone = _dilate_mm(bone, settings.dx_bone_margin_mm, mm)
+        # second pass: the background next to bone is soft tissue, not the bone's bright shadow
+        z = _contrast(detect, inside & ~near_bone, noise, settings.dx_background_scale_mm, mm)
+        candidates = apply_hysteresis_threshold(z, settings.dx_grow_sigma, settings.dx_contrast_sigma)
+        candidates &= ~near_bone
+    # in projection a closed calcified outline (a shell, a lobule wall) encloses calcium too
+    candidates = ndi.binary_fill_holes(candidates)
+
+    comp, n_comp = ndi.label(candidates, _EIGHT)
+    if n_comp:
+        keep = np.ones(n_comp + 1, bool)
+        keep[0] = False
+        area = np.bincount(comp.ravel(), minlength=n_comp + 1) * (mm[0] * mm[1])
+        keep &= area >= settings.dx_min_area_mm2
+        if bone.any():
+            # a candidate hugging the bone's edge is cortex blur or edge-enhancement halo unless
+            # it is much stronger than an ordinary seed
+            edge = ndi.distance_transform_edt(~bone, sampling=mm) <= _BONE_EDGE_MM
+            n_px = np.maximum(np.bincount(comp.ravel(), minlength=n_comp + 1), 1)
+            on_edge = np.bincount(comp.ravel(), weights=edge.ravel(), minlength=n_comp + 1) / n_px
+            peak = np.asarray(ndi.maximum(z, comp, np.arange(n_comp + 1)))
+            keep &= (on_edge <= 0.5) | (peak >= _BONE_EDGE_SEED_FACTOR * settings.dx_contrast_sigma)
+        if body is not None and settings.dx_skin_band_mm > 0:
+            depth = ndi.distance_transform_edt(body, sampling=mm)
+            in_band = np.bincount(comp.ravel(), weights=(depth < settings.dx_skin_band_mm).ravel(),
+                                  minlength=n_comp + 1)
+            keep &= in_band < 0.5 * np.maximum(area / (mm[0] * mm[1]), 1)
+        candidates = keep[comp]
+    labels, counts = _group(candidates, settings.dx_group_gap_mm, mm)
+    boxes = ndi.find_objects(labels, max_label=len(counts))
+    return Segmentation(labels, list(boxes), counts, bone=bone, body=body, flags=flags)
+
+
+def _empty(shape, flags) -> Segmentation:
+    return Segmentation(np.zeros(shape, np.uint32), [], [], bone=np.zeros(shape, bool), body=None,
+                        flags=flags)
+
+
+def _disk(radius_mm: float, mm: tuple[float, float]) -> np.ndarray:
+    """An elliptical footprint of `radius_mm` on pixels of size `mm` (row, column)."""
+    rr = max(int(np.floor(radius_mm / mm[0])), 0)
+    rc = max(int(np.floor(radius_mm / mm[1])), 0)
+    y, x = np.ogrid[-rr:rr + 1, -rc:rc + 1]
+    return (y * mm[0]) ** 2 + (x * mm[1]) ** 2 <= radius_mm ** 2 + 1e-9
+
+
+def _dilate_mm(mask: np.ndarray, radius_mm: float, mm) -> np.ndarray:
+    if radius_mm <= 0 or not mask.any():
+        return mask.copy()
+    return ndi.distance_transform_edt(~mask, sampling=mm) <= radius_mm
+
+
+def _body_mask(image: np.ndarray) -> np.ndarray | None:
+    """Pixels that are not air, or None when no air is seen.
+
+    Air is the dark class of an Otsu split that touches the image border and is both dark (its
+    median below a quarter of the image's range) and quieter than the rest (fewer photons
+    absorbed: lower high-pass noise). The body edge is then placed a quarter of the way from the
+    air level to the body level, and holes in the body are filled.
+    """
+    k = max(1, min(image.shape) // 256)
+    small = image[::k, ::k]
+    lo, hi = np.percentile(small, [0.5, 99.5])
+    if hi <= lo:
+        return None
+    air = _border_connected(image < threshold_otsu(small))
+    frac = air.mean()
+    if frac < 0.01 or frac > 0.9:
+        return None
+    air_level, body_level = np.median(image[air]), np.median(image[~air])
+    if air_level > lo + 0.25 * (hi - lo):
+        return None
+    hp = image - ndi.uniform_filter(image, 5)
+    if _mad(hp[air]) > 0.8 * _mad(hp[~air]):
+        return None
+    air = _border_connected(image < air_level + 0.25 * (body_level - air_level))
+    return ndi.binary_fill_holes(~air)
+
+
+def _border_connected(mask: np.ndarray) -> np.ndarray:
+    lab, n = ndi.label(mask)
+    if n == 0:
+        return mask
+    border = np.unique(np.concatenate([lab[0], lab[-1], lab[:, 0], lab[:, -1]]))
+    return np.isin(lab, border[border > 0])
+
+
+def _mad(values: np.ndarray) -> float:
+    if values.size == 0:
+        return 0.0
+    med = np.median(values)
+    return float(_MAD_TO_SIGMA * np.median(np.abs(values - med)))
+
+
+def _noise_sigma(image: np.ndarray, inside: np.ndarray) -> float:
+    """Robust noise sigma of `image`: MAD of image minus its local box mean, inside the body."""
+    hp = image - ndi.uniform_filter(image, _NOISE_BOX_PX, mode="reflect")
+    vals = hp[inside]
+    if vals.size > 2_000_000:
+        vals = vals[:: vals.size // 1_000_000]
+    return _mad(vals)
+
+
+def _contrast(detect, valid, noise, radius_mm, mm) -> np.ndarray:
+    """Noise-normalised local contrast: (image - local median of the valid pixels) / noise."""
+    background = _local_median(_fill_outside(detect, valid), radius_mm, mm)
+    z = (detect - background) / noise
+    z[~valid] = 0.0
+    return z
+
+
+def _fill_outside(image: np.ndarray, inside: np.ndarray) -> np.ndarray:
+    """`image` with pixels outside `inside` replaced by the nearest inside value."""
+    if inside.all():
+        return image
+    idx = ndi.distance_transform_edt(~inside, return_distances=False, return_indices=True)
+    return image[tuple(idx)]
+
+
+def _local_median(image: np.ndarray, radius_mm: float, mm) -> np.ndarray:
+    """Median over a disc of `radius_mm`, on a block-averaged image, interpolated back."""
+    r_px = radius_mm / min(mm)
+    k = max(1, int(r_px // _STEPS_PER_RADIUS))
+    rows, cols = image.shape
+    h, w = -(-rows // k) * k, -(-cols // k) * k
+    padded = np.pad(image, ((0, h - rows), (0, w - cols)), mode="edge")
+    coarse = padded.reshape(h // k, k, w // k, k).mean(axis=(1, 3))
+    fp = _disk(radius_mm, (mm[0] * k, mm[1] * k))
+    med = ndi.median_filter(coarse, footprint=fp, mode="reflect")
+    med = ndi.uniform_filter(med, 3, mode="nearest")  # soften the block steps
+    if k == 1:
+        return med
+    r = (np.arange(rows, dtype=np.float32) + 0.5) / k - 0.5
+    c = (np.arange(cols, dtype=np.float32) + 0.5) / k - 0.5
+    # separable linear interpolation back to full resolution
+    return _interp_axis(_interp_axis(med, r, 0), c, 1)
+
+
+def _interp_axis(a: np.ndarray, pos: np.ndarray, axis: int) -> np.ndarray:
+    n = a.shape[axis]
+    pos = np.clip(pos, 0, n - 1)
+    i0 = np.floor(pos).astype(np.intp)
+    i1 = np.minimum(i0 + 1, n - 1)
+    f = (pos - i0).astype(np.float32)
+    a0, a1 = np.take(a, i0, axis=axis), np.take(a, i1, axis=axis)
+    f = f[:, None] if axis == 0 else f[None, :]
+    return a0 + (a1 - a0) * f
+
+
+def _bone_mask(candidates: np.ndarray, z: np.ndarray, mm, settings: Settings) -> np.ndarray:
+    """Large dense structures with a rim brighter than their inside (cortical edges)."""
+    shape = candidates.shape
+    filled = _fill_holes_closing_border(candidates, _BORDER_GAP_SCALES * settings.dx_background_scale_mm, mm)
+    r_open = settings.dx_bone_open_mm
+    core = ndi.binary_opening(filled, structure=_disk(r_open, mm)) if r_open > 0 else filled
+    lab, n = ndi.label(core, _EIGHT)
+    if n == 0:
+        return np.zeros(shape, bool)
+    px_area = mm[0] * mm[1]
+    area = np.bincount(lab.ravel(), minlength=n + 1) * px_area
+    big = area >= settings.dx_bone_min_area_mm2
+    big[0] = False
+    if not big.any():
+        return np.zeros(shape, bool)
+    # cortical edges: the 1 mm rim inside the outline is brighter, on average, than the rest
+    depth = ndi.distance_transform_edt(lab > 0, sampling=mm)
+    rim = (depth > 0) & (depth <= 1.0)
+    deep = depth > 1.0
+    rim_mean = ndi.mean(z, labels=np.where(rim, lab, 0), index=np.arange(n + 1))
+    deep_mean = ndi.mean(z, labels=np.where(deep, lab, 0), index=np.arange(n + 1))
+    rim_mean, deep_mean = np.nan_to_num(rim_mean), np.nan_to_num(deep_mean)
+    is_bone = big & (rim_mean > deep_mean)
+    return is_bone[lab]
+
+
+def _fill_holes_closing_border(mask: np.ndarray, gap_mm: float, mm) -> np.ndarray:
+    """Fill holes, counting runs of the image border shorter than `gap_mm` between two mask
+    pixels as closed (a structure cut by the image edge keeps its inside)."""
+    padded = np.zeros((mask.shape[0] + 2, mask.shape[1] + 2), bool)
+    padded[1:-1, 1:-1] = mask
+    padded[0, 1:-1] = _close_gaps(mask[0], gap_mm / mm[1])
+    padded[-1, 1:-1] = _close_gaps(mask[-1], gap_mm / mm[1])
+    padded[1:-1, 0] = _close_gaps(mask[:, 0], gap_mm / mm[0])
+    padded[1:-1, -1] = _close_gaps(mask[:, -1], gap_mm / mm[0])
+    return ndi.binary_fill_holes(padded)[1:-1, 1:-1]
+
+
+def _close_gaps(line: np.ndarray, max_gap: float) -> np.ndarray:
+    """`line` with runs of False no longer than `max_gap` between two True pixels set True."""
+    idx = np.flatnonzero(line)
+    out = line.copy()
+    if idx.size < 2:
+        return out
+    gaps = np.diff(idx) - 1
+    fill = np.flatnonzero((gaps > 0) & (gaps <= max_gap))
+    if fill.size:
+        # mark run starts (+1) and ends (-1), then a cumulative sum paints the runs
+        marks = np.zeros(line.size + 1, np.int32)
+        np.add.at(marks, idx[fill] + 1, 1)
+        np.add.at(marks, idx[fill + 1], -1)
+        out |= np.cumsum(marks[:-1]) > 0
+    return out
+
+
+def _group(mask: np.ndarray, gap_mm: float, mm) -> tuple[np.ndarray, list[int]]:
+    """Label 8-connected components of `mask`, grouping those closer than `gap_mm`.
+
+    Returns labels (uint32, 1..n by decreasing area, ties by first pixel in array order) and the
+    number of components in each lesion.
+    """
+    comp, n_comp = ndi.label(mask, _EIGHT)
+    if n_comp == 0:
+        return np.zeros(mask.shape, np.uint32), []
+    if gap_mm > 0:
+        grown = _dilate_mm(mask, gap_mm / 2.0, mm)
+        group, n = ndi.label(grown, _EIGHT)
+        group = np.where(mask, group, 0)
+    else:
+        group, n = comp, n_comp
+    flat = group.ravel()
+    area = np.bincount(flat, minlength=n + 1)
+    nz = np.flatnonzero(flat)
+    present, first = np.unique(flat[nz], return_index=True)
+    first_pixel = np.full(n + 1, np.iinfo(np.intp).max)
+    first_pixel[present] = nz[first]
+    order = np.lexsort((first_pixel[present], -area[present]))
+    ids = present[order]
+    lut = np.zeros(n + 1, np.uint32)
+    lut[ids] = np.arange(1, ids.size + 1, dtype=np.uint32)
+    labels = lut[group]
+    # components per lesion: each component lies in exactly one group
+    comp_group = np.asarray(ndi.maximum(labels, comp, np.arange(1, n_comp + 1)), dtype=np.intp)
+    counts = np.bincount(comp_group, minlength=ids.size + 1)[1:]
+    return labels, [int(c) for c in counts]
