@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 
 from calcimg import __version__
 from calcimg.errors import CalcimgError
-from calcimg.features import size_features
+from calcimg.features import lesion_features
 from calcimg.io import Series, load
 from calcimg.scan import Scan
-from calcimg.segment import crop_lesions, segment_ct_threshold
+from calcimg.segment import Segmentation, crop_lesions, segment_ct
 from calcimg.settings import Settings
 
 
@@ -57,13 +57,22 @@ def series_row(series: Series, settings: Settings, scan: Scan | None = None) -> 
     return row
 
 
-def measure_scan(scan: Scan, settings: Settings) -> list[dict]:
+def segment_scan(scan: Scan, settings: Settings) -> Segmentation:
+    """The segmentation for the scan's kind."""
+    if scan.kind == "ct":
+        return segment_ct(scan, settings)
+    from calcimg.segment._radiograph import segment_radiograph
+
+    return segment_radiograph(scan, settings)
+
+
+def measure_scan(scan: Scan, settings: Settings, seg: Segmentation | None = None) -> list[dict]:
     """Segment a loaded scan and measure every lesion: one dict per lesion, in lesion_id order."""
-    seg = segment_ct_threshold(scan, settings)
+    seg = seg if seg is not None else segment_scan(scan, settings)
     rows = []
     for lesion in crop_lesions(scan, seg):
         row = {"study_uid": scan.study_uid, "series_uid": scan.series_uid, "lesion_id": lesion.lesion_id}
-        row.update(size_features(lesion))
+        row.update(lesion_features(lesion))
         rows.append(row)
     return rows
 
@@ -83,14 +92,12 @@ def process_series(series: Series, settings: Settings | None = None) -> SeriesRe
         try:
             scan = load(series, nonuniform=settings.nonuniform_slices)
             row.update(series_row(series, settings, scan))
-            if scan.kind == "radiograph":
-                row.update(status="skipped", reason="radiograph lesion detection is not available yet", n_lesions=0)
-            else:
-                rows = measure_scan(scan, settings)
-                for r in rows:
-                    r["series_key"] = series.key
-                result.lesions = rows
-                row.update(status="ok", reason="", n_lesions=len(rows))
+            seg = segment_scan(scan, settings)
+            rows = measure_scan(scan, settings, seg)
+            for r in rows:
+                r["series_key"] = series.key
+            result.lesions = rows
+            row.update(status="ok", reason="", n_lesions=len(rows), segmentation_flags="; ".join(seg.flags))
         except CalcimgError as exc:
             row.update(status="error", reason=str(exc))
         except MemoryError:

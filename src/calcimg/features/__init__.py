@@ -1,5 +1,35 @@
-"""Per-lesion features: pure functions ``Lesion -> dict`` with unit-suffixed column names."""
+"""Per-lesion features: pure functions ``Lesion -> dict`` with unit-suffixed column names.
 
+`lesion_features` runs every family and joins their ``not_assessed`` reasons.
+"""
+
+from calcimg.features.context import context_features
+from calcimg.features.morphology import MORPHOLOGY_COLUMNS, morphology_features
 from calcimg.features.size import size_features
+from calcimg.lesion import Lesion
 
-__all__ = ["size_features"]
+FAMILIES = (size_features, context_features, morphology_features)
+
+
+def lesion_features(lesion: Lesion) -> dict:
+    """Every feature of a lesion; ``not_assessed`` lists what could not be measured and why."""
+    row: dict = {}
+    reasons: list[str] = []
+    for family in FAMILIES:
+        values = family(lesion)
+        reason = values.pop("not_assessed", "")
+        if reason:
+            reasons.append(reason)
+        row.update(values)
+    row["not_assessed"] = "; ".join(reasons)
+    return row
+
+
+__all__ = [
+    "FAMILIES",
+    "MORPHOLOGY_COLUMNS",
+    "context_features",
+    "lesion_features",
+    "morphology_features",
+    "size_features",
+]

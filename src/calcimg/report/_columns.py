@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from calcimg.features.morphology import MORPHOLOGY_COLUMNS
+
 
 @dataclass(frozen=True)
 class Column:
@@ -32,6 +34,10 @@ LESION_COLUMNS: tuple[Column, ...] = (
     Column("component_count", "", "Connected calcified components grouped into this lesion"),
     Column("mean_hu", "HU", "CT: mean attenuation of the lesion's voxels"),
     Column("max_hu", "HU", "CT: maximum attenuation of the lesion's voxels"),
+    Column("bone_distance_mm", "mm", "Gap between the lesion surface and the nearest bone surface; 0 when touching; empty when no bone within 30 mm"),
+    Column("skin_depth_mm", "mm", "In-plane depth of the lesion centroid below the skin surface"),
+    *(Column(*c) for c in MORPHOLOGY_COLUMNS),
+    Column("not_assessed", "", "Features that could not be measured, and why"),
 )
 
 SERIES_COLUMNS: tuple[Column, ...] = (
@@ -52,6 +58,7 @@ SERIES_COLUMNS: tuple[Column, ...] = (
     Column("gravity", "", "Gravity as 'x y z' in LPS, or unknown"),
     Column("gravity_source", "", "Where gravity came from, or why it is unknown"),
     Column("notes", "", "What loading did or noticed (resampling, quirks handled)"),
+    Column("segmentation_flags", "", "What segmentation found that a user should know (metal, table removed, thick slices)"),
     Column("seconds", "s", "Wall time spent on the series"),
     Column("calcimg_version", "", "calcimg version that produced the row"),
     Column("settings_hash", "", "Hash of the settings used (settings.toml)"),
