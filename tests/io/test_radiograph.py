@@ -1,10 +1,11 @@
 """Radiographs: larger = denser, spacing calibration and gravity from the header."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from calcimg.io import discover, load
-from conftest import shared
 from dicom_factory import dx_image
 
 ERECT = ("C86043", "NCIt")
@@ -111,9 +112,9 @@ def test_no_posture_means_unknown(tmp_path):
 
 
 def test_real_dx_larger_is_denser():
-    """The shared Fujifilm DX (MONOCHROME1): after loading, the open air at the film edge is the
-    least dense and the body brighter, as on the radiologist's display."""
-    path = shared("dx/dx_image.dcm")
+    """A real Fujifilm DX (MONOCHROME1, copied into tests/data): after loading, the open air at the
+    film edge is the least dense and the body brighter, as on the radiologist's display."""
+    path = Path(__file__).resolve().parents[1] / "data" / "dx_fujifilm_monochrome1.dcm"
     import pydicom
 
     raw = pydicom.dcmread(path).pixel_array.astype(np.float32)
