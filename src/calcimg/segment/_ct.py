@@ -147,29 +147,54 @@ def _opening(filled: np.ndarray, spacing, r: float) -> np.ndarray:
     return (_edt(~core, spacing) <= r) & filled
 
 
+def _bbox(mask: np.ndarray, pad: int, shape) -> tuple[slice, ...] | None:
+    """Bounding box of a mask, grown by `pad` voxels and clipped to `shape`."""
+    box = []
+    for axis in range(mask.ndim):
+        hit = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
+        if hit.size == 0:
+            return None
+        box.append(slice(max(int(hit[0]) - pad, 0), min(int(hit[-1]) + 1 + pad, shape[axis])))
+    return tuple(box)
+
+
 def _split_bone(filled, comp_mask, spacing, settings: Settings) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Bone proper and the calcified parts that stick out of it (each touching bone)."""
+    """Bone proper and the calcified parts that stick out of it (each touching bone), the latter
+    as (box within the crop, mask on that box).
+
+    Only the opening touches the whole crop; the parts left over are few and small, so the
+    margin, the labelling and the clean-up work on their bounding box alone.
+    """
     opened = _opening(filled, spacing, settings.bone_open_radius_mm)
     bone = opened | (filled & ~comp_mask)  # marrow enclosed by the shell stays bone
     if not bone.any():
         return bone | comp_mask, []
     steps = max(1, int(np.ceil(settings.bone_margin_mm / min(spacing))))
-    near_bone = ndimage.binary_dilation(bone, iterations=steps)
-    rest = comp_mask & ~near_bone
+    outside = comp_mask & ~bone
+    box = _bbox(outside, 2 * steps + 1, comp_mask.shape)
+    if box is None:
+        return bone, []
+    near_bone = ndimage.binary_dilation(bone[box], iterations=steps)
+    rest = outside[box] & ~near_bone
     if not rest.any():
         return bone | comp_mask, []
     # give back the margin shell, all pieces at once: each piece down to the bone surface
-    grown = ndimage.binary_dilation(rest, iterations=steps, mask=comp_mask & ~bone)
-    lab, _ = ndimage.label(grown, structure=np.ones((3, 3, 3), bool))
+    grown = ndimage.binary_dilation(rest, iterations=steps, mask=outside[box])
+    lab = cc3d.connected_components(grown, connectivity=26)
     # slivers of cortex at joints and bone ends are small; a deposit on bone is not
     min_vox = max(settings.bone_piece_min_mm3 / float(np.prod(spacing)), 1)
     pieces = []
+    taken = np.zeros_like(comp_mask)
     for i, sl in enumerate(ndimage.find_objects(lab)):
-        m = np.zeros_like(comp_mask)
-        m[sl] = lab[sl] == i + 1
-        if m[sl].sum() >= min_vox:
-            pieces.append(m)
-    return bone, pieces
+        if sl is None:
+            continue
+        m = lab[sl] == i + 1
+        if m.sum() < min_vox:
+            continue
+        full = tuple(slice(b.start + s.start, b.start + s.stop) for b, s in zip(box, sl, strict=True))
+        taken[full] |= m
+        pieces.append((full, m))
+    return bone | (comp_mask & ~taken), pieces
 
 
 def _absorb_cartilage(pieces, bone_mask, vol, spacing, settings: Settings, bone_pieces) -> list[_Piece]:
@@ -314,10 +339,9 @@ def segment_ct(scan: Scan, settings: Settings | None = None) -> Segmentation:
         else:
             bone, stuck = _split_bone(filled, comp, spacing, settings)
         bone_pieces.append((box, bone))
-        for m in stuck:
-            sub = ndimage.find_objects(m.astype(np.uint8))[0]
+        for sub, m in stuck:
             pbox = tuple(slice(b.start + s.start, b.start + s.stop) for b, s in zip(box, sub, strict=True))
-            pieces.append(_Piece(pbox, m[sub], touches_bone=True))
+            pieces.append(_Piece(pbox, m, touches_bone=True))
     # masks of plain components, painted only now (only those kept)
     for p in pieces:
         if p.mask is None:
