@@ -98,7 +98,7 @@ def load(series: Series | str | Path, *, threads: int | None = None, nonuniform:
     if series.kind == "ct":
         first = series.instances[0]
         if len(series.instances) == 1 and int(first.header.get("NumberOfFrames", 1) or 1) > 1:
-            return _load_enhanced_ct(series, first)
+            return _load_enhanced_ct(series, first, nonuniform)
         return _load_ct_slices(series, threads, nonuniform)
     raise UnsupportedDataError(
         f"modality {series.modality or '?'} is not measured by calcimg (CT, CR and DX are)",
@@ -283,9 +283,15 @@ def _load_ct_slices(series: Series, threads: int, nonuniform: str) -> Scan:
         list(pool.map(fill, range(len(insts))))
     notes.extend(sorted(quirks))
 
-    gap = float(np.median(np.diff(along))) if len(along) > 1 else float(
-        ds0.get("SpacingBetweenSlices", 0) or ds0.get("SliceThickness", 0) or 1.0
-    )
+    fallback = float(ds0.get("SpacingBetweenSlices", 0) or ds0.get("SliceThickness", 0) or 1.0)
+    notes = ([series.split_note] if series.split_note else []) + notes
+    return _ct_scan(series, vol, along, fallback, nonuniform, positions[order[0]], np.stack([axis, c, r], axis=1),
+                    ps, ds0, "ImagePositionPatient (slices) + PixelSpacing", notes)
+
+
+def _ct_scan(series, vol, along, fallback_gap, nonuniform, origin, direction, ps, ds, spacing_source, notes) -> Scan:
+    """The `Scan` of a sorted CT stack: uniform slice gap (resampled if needed), geometry, gravity."""
+    gap = float(np.median(np.diff(along))) if len(along) > 1 else fallback_gap
     if len(along) > 2:
         gaps = np.diff(along)
         if np.max(np.abs(gaps - gap)) > NONUNIFORM_TOLERANCE * gap:
@@ -294,22 +300,20 @@ def _load_ct_slices(series: Series, threads: int, nonuniform: str) -> Scan:
                 raise InconsistentSeriesError(msg, series.source)
             vol = _resample_uniform(vol, along, gap)
             notes.append(f"{msg}: resampled linearly to {gap:.3g} mm ({len(along)} -> {vol.shape[0]} slices)")
-
-    direction = np.stack([axis, c, r], axis=1)
     scan = Scan(
         pixels=vol,
         spacing=(gap, float(ps[0]), float(ps[1])),
-        origin=positions[order[0]],
+        origin=origin,
         direction=direction,
         kind="ct",
         study_uid=series.study_uid,
         series_uid=series.series_uid,
         source=series.source,
-        spacing_source="ImagePositionPatient (slices) + PixelSpacing",
-        header=_header_facts(ds0),
-        notes=([series.split_note] if series.split_note else []) + notes,
+        spacing_source=spacing_source,
+        header=_header_facts(ds),
+        notes=notes,
     )
-    _set_ct_gravity(scan, ds0.get("PatientPosition"))
+    _set_ct_gravity(scan, ds.get("PatientPosition"))
     return scan
 
 
@@ -328,7 +332,7 @@ def _fg(item: pydicom.Dataset, seq: str, attr: str):
     return None
 
 
-def _load_enhanced_ct(series: Series, inst: Instance) -> Scan:
+def _load_enhanced_ct(series: Series, inst: Instance, nonuniform: str) -> Scan:
     """Enhanced (multi-frame) CT: geometry and rescale from the shared and per-frame groups."""
     ds, frames = decode_frames(inst.path)
     if frames.ndim == 2:
@@ -367,28 +371,11 @@ def _load_enhanced_ct(series: Series, inst: Instance) -> Scan:
     pad = padding_mask(frames, ds)
     for k, i in enumerate(order):
         _to_hu(frames[i], None if pad is None else pad[i], rescales[i], vol[k])
-    gap = float(np.median(np.diff(along))) if len(along) > 1 else float(
-        _fg(shared, "PixelMeasuresSequence", "SpacingBetweenSlices") or _fg(shared, "PixelMeasuresSequence", "SliceThickness") or 1.0
-    )
-    if len(along) > 2 and np.max(np.abs(np.diff(along) - gap)) > NONUNIFORM_TOLERANCE * gap:
-        vol = _resample_uniform(vol, along, gap)
-        notes.append(f"non-uniform frame spacing: resampled linearly to {gap:.3g} mm")
-    patient_position = ds.get("PatientPosition")
-    scan = Scan(
-        pixels=vol,
-        spacing=(gap, float(ps[0]), float(ps[1])),
-        origin=positions[order[0]],
-        direction=np.stack([axis, c, r], axis=1),
-        kind="ct",
-        study_uid=series.study_uid,
-        series_uid=series.series_uid,
-        source=series.source,
-        spacing_source="PlanePositionSequence (frames) + PixelMeasuresSequence",
-        header=_header_facts(ds),
-        notes=["enhanced multi-frame CT", *notes],
-    )
-    _set_ct_gravity(scan, patient_position)
-    return scan
+    fallback = float(_fg(shared, "PixelMeasuresSequence", "SpacingBetweenSlices")
+                     or _fg(shared, "PixelMeasuresSequence", "SliceThickness") or 1.0)
+    return _ct_scan(series, vol, along, fallback, nonuniform, positions[order[0]], np.stack([axis, c, r], axis=1),
+                    ps, ds, "PlanePositionSequence (frames) + PixelMeasuresSequence",
+                    ["enhanced multi-frame CT", *notes])
 
 
 # ------------------------------------------------------------------------------- radiographs ---
