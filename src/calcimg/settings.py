@@ -45,7 +45,8 @@ class Settings:
         bone (demineralised bone: a cortical shell around fatty marrow).
     bone_open_radius_mm : float
         Bone proper = the slice-filled bone-bearing component opened by a ball of this radius (mm);
-        calcifications thinner than twice this that stick out of it are soft-tissue lesions.
+        calcifications thinner than twice this that stick out of it are soft-tissue lesions
+        (unless as dense as the cortex, see ``bone_fragment_ratio``).
     bone_margin_mm : float
         Voxels within this distance (mm) of the bone proper are cortex partial volume, not lesion.
     bone_split_max_slice_mm : float
@@ -56,6 +57,10 @@ class Settings:
         one slice spacing) are rib ends or costal cartilage and join the bone.
     bone_piece_min_mm3 : float
         Parts split off bone smaller than this (mm^3) are cortex slivers, not lesions.
+    bone_fragment_ratio : float
+        Parts split off bone whose 90th percentile reaches this fraction of the component's 99th
+        percentile (its cortex), or whose median stays under ``bone_low_mean_hu`` (cancellous),
+        are bone the opening cut off, not deposits on it.
     faint_max_mm3, faint_margin_hu : float
         Components smaller than ``faint_max_mm3`` whose peak stays within ``faint_margin_hu`` of
         the threshold are noise (a contrast test in place of smoothing the whole volume).
@@ -104,11 +109,12 @@ class Settings:
     bone_long_mm: float = 50.0
     bone_min_volume_mm3: float = 20000.0
     bone_min_extent_mm: float = 80.0
-    bone_open_radius_mm: float = 2.0
+    bone_open_radius_mm: float = 3.0
     bone_margin_mm: float = 1.0
     bone_split_max_slice_mm: float = 2.5
     cartilage_gap_mm: float = 5.0
     bone_piece_min_mm3: float = 10.0
+    bone_fragment_ratio: float = 0.7
     faint_max_mm3: float = 10.0
     faint_margin_hu: float = 40.0
     dx_background_scale_mm: float = 8.0

@@ -158,14 +158,17 @@ def _bbox(mask: np.ndarray, pad: int, shape) -> tuple[slice, ...] | None:
     return tuple(box)
 
 
-def _split_bone(filled, comp_mask, spacing, settings: Settings) -> tuple[np.ndarray, list[np.ndarray]]:
+def _split_bone(crop_hu, filled, comp_mask, spacing, settings: Settings) -> tuple[np.ndarray, list[np.ndarray]]:
     """Bone proper and the calcified parts that stick out of it (each touching bone), the latter
     as (box within the crop, mask on that box).
 
     Only the opening touches the whole crop; the parts left over are few and small, so the
     margin, the labelling and the clean-up work on their bounding box alone.
     """
-    opened = _opening(filled, spacing, settings.bone_open_radius_mm)
+    # On slices thicker than 1.5 mm a 3D ball is not sampled along z: open slice by slice instead
+    # (an effectively infinite z spacing turns the distance transforms into 2D ones).
+    open_spacing = spacing if spacing[0] <= 1.5 else (1e6, spacing[1], spacing[2])
+    opened = _opening(filled, open_spacing, settings.bone_open_radius_mm)
     bone = opened | (filled & ~comp_mask)  # marrow enclosed by the shell stays bone
     if not bone.any():
         return bone | comp_mask, []
@@ -183,14 +186,21 @@ def _split_bone(filled, comp_mask, spacing, settings: Settings) -> tuple[np.ndar
     lab = cc3d.connected_components(grown, connectivity=26)
     # slivers of cortex at joints and bone ends are small; a deposit on bone is not
     min_vox = max(settings.bone_piece_min_mm3 / float(np.prod(spacing)), 1)
+    # parts as dense as the cortex are bone cut off by the opening (trochanters, rims), parts as
+    # light as cancellous bone are exposed marrow; deposits on bone (hydroxyapatite) lie between
+    cortex_level = float(np.percentile(crop_hu[comp_mask], 99))
     pieces = []
     taken = np.zeros_like(comp_mask)
+    hu_box = crop_hu[box]
     for i, sl in enumerate(ndimage.find_objects(lab)):
         if sl is None:
             continue
         m = lab[sl] == i + 1
         if m.sum() < min_vox:
             continue
+        p50, p90 = np.percentile(hu_box[sl][m], [50, 90])
+        if p90 >= settings.bone_fragment_ratio * cortex_level or p50 < settings.bone_low_mean_hu:
+            continue  # as dense as the cortex, or as light as cancellous bone: bone, not deposit
         full = tuple(slice(b.start + s.start, b.start + s.stop) for b, s in zip(box, sl, strict=True))
         taken[full] |= m
         pieces.append((full, m))
@@ -337,7 +347,7 @@ def segment_ct(scan: Scan, settings: Settings | None = None) -> Segmentation:
                 flags.append(f"slices {spacing[0]:.3g} mm apart: calcification touching bone is not "
                              f"separated from it (needs <= {settings.bone_split_max_slice_mm:g} mm)")
         else:
-            bone, stuck = _split_bone(filled, comp, spacing, settings)
+            bone, stuck = _split_bone(crop, filled, comp, spacing, settings)
         bone_pieces.append((box, bone))
         for sub, m in stuck:
             pbox = tuple(slice(b.start + s.start, b.start + s.stop) for b, s in zip(box, sub, strict=True))
