@@ -139,7 +139,8 @@ def _opening(filled: np.ndarray, spacing, r: float) -> np.ndarray:
     """
     if filled.size > 2_000_000:
         small = _opening(filled[::2, ::2, ::2], tuple(2 * s for s in spacing), r)
-        big = small.repeat(2, 0).repeat(2, 1).repeat(2, 2)
+        a, b, c = small.shape
+        big = np.broadcast_to(small[:, None, :, None, :, None], (a, 2, b, 2, c, 2)).reshape(2 * a, 2 * b, 2 * c)
         return big[: filled.shape[0], : filled.shape[1], : filled.shape[2]] & filled
     core = _edt(filled, spacing) > r
     if not core.any():
