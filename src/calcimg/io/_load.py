@@ -171,6 +171,39 @@ def _to_hu(values: np.ndarray, pad: np.ndarray | None, rescale: _Rescale, out: n
     np.clip(hu, CT_FLOOR_HU, 32767, out=out, casting="unsafe")
 
 
+def _direct_ok(ds: pydicom.Dataset, inst: Instance, rescale: _Rescale) -> bool:
+    """Whether a slice can be read straight into the int16 HU volume and rescaled in place.
+
+    True for the common case (native 16-bit slices, integral rescale, no padding value) when every
+    value BitsStored allows lands inside [CT_FLOOR_HU, 32767] after the intercept, so neither a
+    clip nor a wider temporary is needed. Everything else takes the general path.
+    """
+    if not (rescale.integral and can_read_raw(ds, inst.pixel_offset) and "PixelPaddingValue" not in ds):
+        return False
+    if int(ds.get("BitsAllocated", 0)) != 16:
+        return False
+    bits = int(ds.get("BitsStored", 16))
+    signed = int(ds.get("PixelRepresentation", 0)) == 1
+    lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+    icpt = int(rescale.intercept)
+    return lo + icpt >= CT_FLOOR_HU and hi + icpt <= 32767
+
+
+def _read_direct(inst: Instance, ds: pydicom.Dataset, rescale: _Rescale, out: np.ndarray) -> None:
+    """Read one slice into `out` (int16) and apply BitsStored and the intercept in place."""
+    raw = out.view(stored_dtype(ds))
+    read_raw_into(inst.path, inst.pixel_offset, ds, raw)
+    bits = int(ds.get("BitsStored", 16))
+    if bits < 16:
+        if int(ds.get("PixelRepresentation", 0)) == 1:
+            np.left_shift(out, 16 - bits, out=out)
+            np.right_shift(out, 16 - bits, out=out)  # arithmetic shift: sign extension
+        else:
+            np.bitwise_and(raw, np.uint16((1 << bits) - 1), out=raw)
+    if rescale.intercept:
+        out += np.int16(rescale.intercept)
+
+
 def _looks_signed(values: np.ndarray, ds: pydicom.Dataset, rescale: _Rescale) -> bool:
     """PixelRepresentation says unsigned, but stored HU (intercept 0) wrap past 32767: two's complement."""
     return (
@@ -260,6 +293,10 @@ def _load_ct_slices(series: Series, threads: int, nonuniform: str) -> Scan:
         ds = inst.header
         if int(ds.get("Rows", 0)) != rows or int(ds.get("Columns", 0)) != cols:
             raise InconsistentSeriesError(f"matrix {ds.get('Rows')}x{ds.get('Columns')} differs from {rows}x{cols}", inst.path)
+        rs = rescales[order[k]]
+        if dtype == np.int16 and _direct_ok(ds, inst, rs):
+            _read_direct(inst, ds, rs, vol[k])
+            return
         if can_read_raw(ds, inst.pixel_offset):
             dt = stored_dtype(ds)
             buf = getattr(local, "buf", None)
@@ -273,7 +310,6 @@ def _load_ct_slices(series: Series, threads: int, nonuniform: str) -> Scan:
                 raise InconsistentSeriesError(f"pixel array shape {values.shape} is not {rows}x{cols}", inst.path)
             pad = padding_mask(values, full)
             quirks.add(f"decoded {transfer_syntax(full)} through pydicom")
-        rs = rescales[order[k]]
         if _looks_signed(values, ds, rs):
             values = values.view(np.int16)
             quirks.add("PixelRepresentation says unsigned but values are two's-complement HU: read as signed")
