@@ -210,6 +210,53 @@ def test_truth_measures_match_the_raster(built_ct):
                 assert r["skin_depth_mm"] < 5.0
 
 
+def test_tendinitis_deposits_touch_the_cortex(test_set):
+    """Criteria 1.2 / 4.3: a deposit at the insertion, on the cortex (CT and radiograph truth)."""
+    seen = 0
+    for folder in test_set:
+        for s in _truth(folder)["series"]:
+            for les in s["lesions"]:
+                if les["pattern"] != "calcific_tendinitis":
+                    continue
+                seen += 1
+                assert les["bone_distance_mm"] <= 0.5, (folder.name, les["bone_distance_mm"])
+                assert les.get("bone_distance_3d_mm", 0.0) <= 0.5
+                if s["kind"] == "ct":
+                    assert 3.0 <= les["max_diameter_mm"] <= 12.0
+    assert seen >= 2
+
+
+def test_touching_deposits_stay_soft_tissue_density(built_ct):
+    """Dense (400-900 HU before blur) but below cortex, mostly outside the bone."""
+    for st in built_ct:
+        for t in st.truths:
+            if t.record["pattern"] != "calcific_tendinitis":
+                continue
+            les = t.lesion
+            assert 400 <= les.hu_calc <= 900
+            pts = st.grid.index_to_lps(np.argwhere(t.calc >= 0.5) + [s.start for s in t.sl])
+            assert np.mean(st.anatomy.bone_sdf(pts) > 0) >= 0.6
+
+
+def test_bench_layout_has_lesions_touching_bone():
+    """The bench layout (no volume rasterised): about 20 bone-contiguous lesions of ~200."""
+    from calcimg.phantom._ct import rasterise_lesion
+    from calcimg.phantom._study import plan_study
+
+    (spec,) = [s for s in study_specs("bench") if type(s).__name__ == "CTSpec"]
+    (anatomy, grid, gravity, _pp, lesions), _ = plan_study(spec, 0, "bench")
+    assert 190 <= len(lesions) <= 210
+    dist = {}
+    for les in lesions:
+        if les.pattern in ("calcific_tendinitis", "dystrophic", "myositis_ossificans"):
+            rec = rasterise_lesion(les, grid, anatomy, gravity)[4]
+            dist.setdefault(les.pattern, []).append(rec["bone_distance_mm"])
+    touching = sum(d <= 0.5 for v in dist.values() for d in v)
+    assert touching >= 15, dist
+    assert all(d <= 0.5 for d in dist["calcific_tendinitis"]) and len(dist["calcific_tendinitis"]) >= 6
+    assert all(d >= 1.0 for d in dist["myositis_ossificans"])  # the cleft is kept
+
+
 def _step_normal(pts: np.ndarray, vals: np.ndarray, n_dirs: int = 2000) -> np.ndarray:
     """Direction of the best-fitting planar step (least squares over directions and offsets),
     oriented towards the denser side."""

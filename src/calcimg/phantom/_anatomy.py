@@ -1,6 +1,6 @@
 """Analytic anatomy in LPS: body with skin, subcutaneous fat, muscle with fascial fat planes,
 hip-like ball-and-socket joints (femur-like head, neck, trochanters and shaft; acetabulum-like
-socket with iliac and ischiopubic parts), a tendon at the trochanter, femoral-like vessels.
+socket with iliac and ischiopubic parts), tendons at four insertions, femoral-like vessels.
 
 HU values follow criteria-research 1.0 (air, fat, muscle, trabecular and cortical bone).
 Bones are a union of signed-distance primitives, each evaluated only on its own bounding-box crop.
@@ -50,7 +50,8 @@ class Joint:
     shaft_r: float
     troch: np.ndarray
     troch_r: float
-    tendons: list  # [(a, b, r), ...]: gluteal (greater trochanter), iliopsoas (lesser trochanter)
+    tendons: list  # [(a, b, r), ...]: gluteal (greater trochanter), iliopsoas (lesser trochanter),
+    #                 gluteus maximus (gluteal tuberosity), hamstrings (ischial tuberosity)
     artery: tuple  # (a, b, r)
     vein: tuple
     station: np.ndarray  # inguinal-like nodal station
@@ -77,8 +78,22 @@ def _make_joint(center, side: int, sc: float) -> Joint:
     lesser = at((34, 12, -70))
     tend_a = troch + S * np.array([3, 0, 14]) * sc
     ilio_a = lesser + S * np.array([-4, -6, 4]) * sc
+    isch = (at((-14, 14, -22)), at((-58, -8, -48)), 9 * sc)
+    # gluteus maximus: gluteal tuberosity, posterolateral on the proximal shaft
+    sax = unit(shaft_end - shaft_top)
+    out = S * np.array([1.0, 1.0, 0.0])
+    out = unit(out - (out @ sax) * sax)
+    gmax_a = shaft_top + sax * 70 * sc + out * (shaft_r - 0.5)
+    # hamstrings: ischial tuberosity, posteroinferior on the ischium
+    iax = unit(isch[1] - isch[0])
+    down = np.array([0.0, 1.0, -1.0])
+    down = unit(down - (down @ iax) * iax)
+    ham_a = isch[0] + 0.6 * (isch[1] - isch[0]) + down * (isch[2] - 0.5)
+    # (insertion on bone, free end, radius): the insertion point lies just inside the cortex
     tendons = [(tend_a, tend_a + S * np.array([-16, 6, 60]) * sc, 3.5 * sc + 0.8),
-               (ilio_a, ilio_a + S * np.array([-12, -30, 75]) * sc, 4.0 * sc + 0.8)]
+               (ilio_a, ilio_a + S * np.array([-12, -30, 75]) * sc, 4.0 * sc + 0.8),
+               (gmax_a, gmax_a + S * np.array([16, 24, 55]) * sc, 3.0 * sc + 0.8),
+               (ham_a, ham_a + S * np.array([8, 10, -70]) * sc, 3.5 * sc + 0.8)]
     ra, rv = 4.0 * sc + 1.0, 5.0 * sc + 1.2
     art_a, art_b = at((-14, -44, 90)), at((6, -34, -300))
     dv = S * np.array([-(ra + rv + 1.5 * sc + 1.0), 0, 0])
@@ -98,7 +113,6 @@ def _make_joint(center, side: int, sc: float) -> Joint:
     il_c, il_rot = at((-22, 10, 62)), rotation((0, 1, 0), side * 18)
     il_half = (7 * sc + 1, 42 * sc, 48 * sc)
     il_round = 0.9 * il_half[0]  # rounded edges: a plate, not a brick
-    isch = (at((-14, 14, -22)), at((-58, -8, -48)), 9 * sc)
 
     def box_bounds(c, rot, half):
         ext = np.abs(rot) @ np.asarray(half)

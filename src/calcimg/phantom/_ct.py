@@ -128,7 +128,11 @@ def lesion_record(les, sl, env, calc, grid: Grid, anatomy, gravity) -> dict:
     }
 
 
-def build_ct(spec: CTSpec, rng: np.random.Generator) -> CTStudy:
+def plan_ct(spec: CTSpec, rng: np.random.Generator):
+    """Anatomy, grid and lesion layout of a CT study, nothing rasterised yet.
+
+    Returns ``(anatomy, grid, gravity, patient_position, lesions)``; `build_ct` starts with this.
+    """
     anatomy = make_anatomy(rng, spec.anatomy, spec.scale, spec.demineralised)
     grid, gravity, pp = _geometry(spec, anatomy)
     layout = Layout(anatomy, grid, rng, size=spec.size)
@@ -136,19 +140,27 @@ def build_ct(spec: CTSpec, rng: np.random.Generator) -> CTStudy:
         pattern, kw = item[0], dict(item[1]) if len(item) > 1 else {}
         for _ in range(item[2] if len(item) > 2 else 1):
             layout.place(pattern, **kw)
+    return anatomy, grid, gravity, pp, layout.lesions
 
+
+def rasterise_lesion(les, grid: Grid, anatomy, gravity):
+    """One lesion on its own crop of ``grid``: ``(crop, env, hu, calc, truth record)``."""
+    sl = grid.crop(les.center - les.radius, les.center + les.radius, margin=2 * grid.blur_width)
+    x, y, z = grid.coords(sl)
+    env, lhu, calc = (np.broadcast_to(a, tuple(s.stop - s.start for s in sl)).astype(np.float32)
+                      for a in les.render(x, y, z, gravity, grid.blur_width))
+    return sl, env, lhu, calc, lesion_record(les, sl, env, calc, grid, anatomy, gravity)
+
+
+def build_ct(spec: CTSpec, rng: np.random.Generator) -> CTStudy:
+    anatomy, grid, gravity, pp, lesions = plan_ct(spec, rng)
     hu = anatomy.render(grid, gravity=gravity, table=spec.table)
-    w = grid.blur_width
     truths = []
-    for les in layout.lesions:
-        sl = grid.crop(les.center - les.radius, les.center + les.radius, margin=2 * w)
-        x, y, z = grid.coords(sl)
-        env, lhu, calc = (np.broadcast_to(a, tuple(s.stop - s.start for s in sl)).astype(np.float32)
-                          for a in les.render(x, y, z, gravity, w))
+    for les in lesions:
+        sl, env, lhu, calc, rec = rasterise_lesion(les, grid, anatomy, gravity)
         sub = hu[sl]
         sub += (lhu - sub) * env
-        truths.append(LesionTruth(les, sl, env, calc,
-                                  lesion_record(les, sl, env, calc, grid, anatomy, gravity)))
+        truths.append(LesionTruth(les, sl, env, calc, rec))
     # scanner PSF (in-plane FWHM ~0.95 mm, slice profile) then correlated noise
     sig = (0.3, 0.4 / grid.spacing[1], 0.4 / grid.spacing[2])
     ndi.gaussian_filter(hu, sig, output=hu, truncate=3.0)

@@ -3,18 +3,39 @@
 Placement is rejection sampling against the anatomy (depth below skin, clearance from bone),
 the field of view and the lesions already placed (kept at least ``gap`` mm apart so that each
 lesion stays a separate connected object).
+
+Bone-contiguous lesions (calcific tendinitis at its insertion, dystrophic deposits with
+``at_bone=True``; criteria-research 1.2 and 4.3) are slid along a direction until they dip a
+fraction of a millimetre into the cortex, then checked on the voxel grid itself: some voxel of the
+rasterised lesion lies within `TOUCH_MM` of bone (so truth ``bone_distance_mm`` <= `TOUCH_MM`)
+while most of it stays in soft tissue.
 """
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
+from scipy import ndimage as ndi
 
 from ._geometry import Grid, frame_from_axis, rotation, unit
 from ._lesions import Blob, BlobField, Cluster, Lesion, Sheet, Vessel
 
+TOUCH_MM = 0.45  # a lesion "touches" bone when a voxel of it lies this close to the cortex
+
 
 class PlacementError(RuntimeError):
     """No room for a lesion: make the field of view larger or ask for fewer lesions."""
+
+
+def _moved(les: Lesion, v) -> Lesion:
+    """A copy of ``les`` translated by ``v`` (mm)."""
+    kw = {"center": les.center + v}
+    if getattr(les, "blobs", None) is not None:
+        blobs = les.blobs.copy()
+        blobs[:, :3] += v
+        kw["blobs"] = blobs
+    return dataclasses.replace(les, **kw)
 
 
 class Layout:
@@ -67,6 +88,54 @@ class Layout:
 
     def _joint(self):
         return self.an.joints[self.rng.integers(len(self.an.joints))]
+
+    # -- contact with bone ----------------------------------------------------------------------
+    def _surface(self, les, step: float = 0.3) -> np.ndarray:
+        """Points (n, 3) on the calcified surface of ``les``, sampled finely (``step`` mm)."""
+        h = float(les.radius)
+        ax = np.arange(-h, h + 1e-9, step)
+        c = les.center
+        x, y, z = c[0] + ax[:, None, None], c[1] + ax[None, :, None], c[2] + ax[None, None, :]
+        calc = np.broadcast_to(les.render(x, y, z, None, step)[2], (len(ax),) * 3) >= 0.5
+        idx = np.argwhere(calc & ~ndi.binary_erosion(calc))
+        return c + ax[idx]
+
+    def _settle(self, les, d, lo: float, hi: float, dip: float):
+        """Slide ``les`` along unit ``d`` by s in [lo, hi] until it dips ``dip`` mm into bone."""
+        surf = self._surface(les)
+        if not len(surf):
+            return None
+
+        def gap(s):
+            return float(self.an.bone_sdf(surf + s * d).min())
+
+        if not gap(lo) < -dip < gap(hi):
+            return None
+        for _ in range(20):
+            mid = 0.5 * (lo + hi)
+            lo, hi = (mid, hi) if gap(mid) < -dip else (lo, mid)
+        return _moved(les, hi * d)
+
+    def _touches(self, les) -> bool:
+        """On the placement grid: a lesion voxel within `TOUCH_MM` of bone, most of it outside."""
+        g = self.fov
+        sl = g.crop(les.center - les.radius, les.center + les.radius, margin=2 * g.blur_width)
+        if sl is None:
+            return False
+        x, y, z = g.coords(sl)
+        calc = les.render(x, y, z, None, g.blur_width)[2]
+        idx = np.argwhere(np.broadcast_to(calc, tuple(s.stop - s.start for s in sl)) >= 0.5)
+        if len(idx) < 2:
+            return False
+        sd = self.an.bone_sdf(g.index_to_lps(idx + [s.start for s in sl]))
+        return bool(sd.min() <= TOUCH_MM and np.mean(sd > 0) >= 0.6)
+
+    def _bone_normal(self, p) -> np.ndarray:
+        h = 0.25
+        e = np.eye(3) * h
+        pts = np.concatenate([p + e, p - e])
+        sd = self.an.bone_sdf(pts)
+        return unit(sd[:3] - sd[3:])
 
     # -- patterns -----------------------------------------------------------------------------
     def tumoral_calcinosis(self, variant: str = "cystic", radius: float | None = None) -> Lesion:
@@ -129,25 +198,25 @@ class Layout:
                        hu_wall=rng.uniform(650, 900), hu_fill=fill, hu_fluid=rng.uniform(5, 20, n))
 
     def calcific_tendinitis(self) -> Lesion:
+        """A homogeneous ovoid deposit inside a tendon at its insertion, elongated along the tendon
+        and touching the cortex (criteria-research 1.2): must survive bone removal (4.3)."""
         rng = self.rng
-        for _ in range(50):
-            j = self._joint()
-            a, b, _r = j.tendons[rng.integers(len(j.tendons))]
+        tendons = [t for j in self.an.joints for t in j.tendons]
+        for _ in range(80):
+            a, b, rt = tendons[rng.integers(len(tendons))]
             ax = unit(b - a)
-            radii = (rng.uniform(2.5, 5.0) * max(self.sf, 0.8), rng.uniform(1.2, 2.2), rng.uniform(1.2, 2.0))
-            want = radii[0] + rng.uniform(1.0, 3.0)
-            ts = np.linspace(0, np.linalg.norm(b - a), 200)
-            pts = a + ts[:, None] * ax
-            gap = self.an.bone_sdf(pts)
-            ok = np.nonzero((gap >= want) & (gap <= want + 5.0))[0]
-            if not len(ok):
+            radii = (rng.uniform(2.5, 5.0) * max(self.sf, 0.8), rng.uniform(1.3, 2.3), rng.uniform(1.2, 2.0))
+            rot = frame_from_axis(ax, rng.uniform(0, 360))
+            off = unit(np.cross(ax, rng.normal(size=3))) * rng.uniform(0, max(rt - radii[1], 0.5))
+            dip = rng.uniform(0.15, 0.6)
+            if not self.fov.contains(a, radii[0] + 3)[0]:
                 continue
-            c = pts[ok[rng.integers(min(len(ok), 40))]] + unit(np.cross(ax, rng.normal(size=3))) * rng.uniform(0, 0.5)
-            if self.free(c, radii[0] + 1):
-                rot = frame_from_axis(ax, rng.uniform(0, 360))
-                return self.add(Blob("calcific_tendinitis", c, radii[0] + 1, rot=rot, radii=radii,
-                                     hu_calc=rng.uniform(700, 1100)))
-        raise PlacementError("no room for calcific tendinitis at the tendon insertion")
+            les = Blob("calcific_tendinitis", a + off, radii[0] + 1, rot=rot, radii=radii,
+                       hu_calc=rng.uniform(400, 900), info={"bone_contact": True})
+            les = self._settle(les, ax, -radii[0] - 3, 2 * radii[0] + 6, dip)
+            if les is not None and self.free(les.center, les.radius) and self._touches(les):
+                return self.add(les)
+        raise PlacementError("no room for calcific tendinitis at a tendon insertion")
 
     def myositis_ossificans(self) -> Lesion:
         rng, sf = self.rng, self.sf
@@ -227,7 +296,7 @@ class Layout:
 
     def lymph_node(self) -> Lesion:
         rng, sf = self.rng, self.sf
-        for _ in range(400):
+        for _ in range(3000):  # the nodal station is crowded in bench (10 nodes)
             j = self._joint()
             radii = (rng.uniform(5, 8) * sf + 1, rng.uniform(3.5, 5.5) * sf + 1, rng.uniform(3.5, 5) * sf + 1)
             c = j.station + rng.normal(size=3) * np.array([12, 6, 20]) * j.scale
@@ -281,10 +350,17 @@ class Layout:
                                   mass_radii=radii, hu_mass=rng.uniform(28, 38),
                                   hu_calc=rng.uniform(350, 600), threshold=0.5))
 
-    def dystrophic(self) -> Lesion:
+    def dystrophic(self, at_bone: bool = False) -> Lesion:
+        """Amorphous clumps in muscle; ``at_bone``: abutting the cortex (bone-contiguous)."""
         rng, sf = self.rng, self.sf
         R = rng.uniform(5, 8) * sf + 1
+        if at_bone:
+            return self.add(self._dystrophic_at_bone(R))
         c = self._muscle_spot(R + 1)
+        return self.add(self._amorphous(c, R))
+
+    def _amorphous(self, c, R) -> Lesion:
+        rng, sf = self.rng, self.sf
         k = int(rng.integers(4, 8))
         pts = [c]
         for _ in range(k - 1):
@@ -292,8 +368,29 @@ class Layout:
         pts = np.asarray(pts)
         pts = c + np.clip(pts - pts.mean(axis=0), -R + 2.5, R - 2.5)
         blobs = np.c_[pts, rng.uniform(1.2, 2.2, k) * max(sf, 0.8)]
-        return self.add(BlobField("dystrophic", c, R + 2, blobs=blobs, hu_calc=rng.uniform(250, 450),
-                                  threshold=0.5))
+        return BlobField("dystrophic", c, R + 2, blobs=blobs, hu_calc=rng.uniform(250, 450),
+                         threshold=0.5)
+
+    def _dystrophic_at_bone(self, R) -> Lesion:
+        rng = self.rng
+        for _ in range(6):
+            pts = self.random_points(400, margin=R + 3)
+            sd = self.an.bone_sdf(pts)
+            for p, s0 in zip(pts, sd, strict=True):
+                if not 0.5 < s0 < 25.0:
+                    continue
+                n = self._bone_normal(p)
+                q = p - n * s0  # on the cortex
+                n = self._bone_normal(q + 0.5 * n)
+                c = q + n * (0.6 * R)
+                if (self.an.bone_sdf(c)[0] < 0.5 * R or not self.in_muscle(c, R, bone_gap=-R)
+                        or not self.free(c, R + 2)):
+                    continue  # joint space, a recess between bones, fat, or taken
+                les = self._settle(self._amorphous(c, R), n, -R, R + 4, rng.uniform(0.15, 0.6))
+                if les is not None and self.free(les.center, les.radius) and self._touches(les):
+                    les.info["bone_contact"] = True
+                    return les
+        raise PlacementError("no room for a dystrophic deposit abutting the cortex")
 
     def place(self, pattern: str, **kw):
         fn = getattr(self, pattern, None)

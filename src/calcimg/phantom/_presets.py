@@ -77,12 +77,14 @@ def _bench() -> list:
         CTSpec("bench_pelvis", "supine", storage="int16", shape=(400, 512, 512),
                spacing=(1.0, 0.8, 0.8), anatomy="pelvis", scale=1.0, size=1.0, table=True,
                z_center=-50.0, noise_sd=15.0,
-               lesions=[("calcific_tendinitis", {}, 4), ("vascular", {}, 8),
+               # 20 bone-contiguous: tendinitis at the 8 insertions, 12 deposits on the cortex
+               lesions=[("calcific_tendinitis", {}, 8), ("vascular", {}, 8),
                         ("myositis_ossificans", {}, 2), ("tumoral_calcinosis", {}, 3),
                         ("tumoral_calcinosis", {"variant": "solid"}), ("lymph_node", {}, 10),
-                        ("phlebolith", {}, 16), ("hydatid_cyst", {}, 2), ("tumor_matrix", {}, 2),
+                        ("phlebolith", {}, 16), ("dystrophic", {"at_bone": True}, 12),
+                        ("hydatid_cyst", {}, 2), ("tumor_matrix", {}, 2),
                         ("dystrophic", {}, 6), ("calcinosis_cutis", {}, 12),
-                        ("parasitic", {"n": 134})]),
+                        ("parasitic", {"n": 118})]),
     ]
 
 

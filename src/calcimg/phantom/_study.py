@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._ct import CTSpec, CTStudy, build_ct
+from ._ct import CTSpec, CTStudy, build_ct, plan_ct
 from ._dicom import uid, write_ct, write_dx
 from ._layout import PlacementError
 from ._presets import PRESETS as _PRESET_FUNCS
@@ -42,22 +42,35 @@ def study_specs(preset: str = "demo") -> list:
     return _PRESET_FUNCS[preset]()
 
 
+def _attempts(spec, seed, preset, fn):
+    last = None
+    for attempt in range(_ATTEMPTS):
+        rng = _rng(seed, preset, spec.name, attempt, "build")
+        try:
+            return fn(spec, rng), attempt
+        except PlacementError as err:
+            last = err
+    raise PlacementError(f"study {spec.name}: {last} (after {_ATTEMPTS} layouts)")
+
+
 def build_study(spec, seed: int = 0, preset: str = "demo"):
     """Build one study in memory, deterministic per seed. Returns ``(result, attempt)``.
 
     A layout that does not fit is retried with the next derived random stream (still
     deterministic): the result is a `CTStudy`, or ``(anatomy, [(DXView, info), ...])`` for DX.
     """
-    last = None
-    for attempt in range(_ATTEMPTS):
-        rng = _rng(seed, preset, spec.name, attempt, "build")
-        try:
-            if isinstance(spec, CTSpec):
-                return build_ct(spec, rng), attempt
-            return build_dx(spec, rng), attempt
-        except PlacementError as err:
-            last = err
-    raise PlacementError(f"study {spec.name}: {last} (after {_ATTEMPTS} layouts)")
+    return _attempts(spec, seed, preset, build_ct if isinstance(spec, CTSpec) else build_dx)
+
+
+def plan_study(spec: CTSpec, seed: int = 0, preset: str = "demo"):
+    """The lesion layout `build_study` would rasterise for a CT ``spec``, without the volume.
+
+    Returns ``((anatomy, grid, gravity, patient_position, lesions), attempt)``; a lesion's truth
+    record is then `calcimg.phantom._ct.rasterise_lesion` on its own crop (cheap even for bench).
+    """
+    if not isinstance(spec, CTSpec):
+        raise TypeError("plan_study takes a CT study specification")
+    return _attempts(spec, seed, preset, plan_ct)
 
 
 def _ids(seed, preset, name, n, series=""):
