@@ -67,9 +67,8 @@ def body_with_bone_and_deposit(deposit_gap_mm, radius=2.4):
     (0.0, 2.4),
     (4.0, 2.4),
     (4.0, 3.5),
-    pytest.param(0.0, 3.5, marks=pytest.mark.xfail(strict=True, reason=(
-        "known limitation: a deposit touching bone thicker than 2 x bone_open_radius_mm (6 mm, "
-        "after blur) stays inside the bone opening and is swallowed; needs a shape-aware split"))),
+    (0.0, 3.5),  # 7 mm thick: survives the opening; outside the cortex ring, so not bone
+    (0.0, 5.0),  # 10 mm thick
 ])
 def test_bone_is_not_a_lesion_and_a_deposit_on_bone_survives(gap, radius):
     scan, dep_idx, far_idx = body_with_bone_and_deposit(gap, radius)
@@ -115,6 +114,7 @@ def _match(scan, seg, truth):
 def test_phantom_recall_and_no_bone(test_phantoms):
     n_truth = n_found = n_fp = 0
     tc_one = tc_n = 0
+    n_touching = kept_touching = 0
     lines = []
     for folder in test_phantoms:
         truth = json.loads((folder / "truth.json").read_text())
@@ -133,16 +133,21 @@ def test_phantom_recall_and_no_bone(test_phantoms):
                 if t["pattern"] == "tumoral_calcinosis":
                     tc_n += 1
                     tc_one += len(f) == 1
+                if t["bone_distance_mm"] <= 0.5:  # lesions touching bone are kept, marked as touching
+                    n_touching += 1
+                    kept_touching += any(seg.touches_bone[i - 1] for i in f)
             lines.append(f"{folder.name}: {sum(map(bool, found))}/{len(lesions)} found, {len(fps)} unmatched")
             # bone is never a lesion: no detection holds cortex-dense voxels in bulk
             for box, m in zip(seg.boxes, seg.masks, strict=True):
                 assert np.mean(scan.pixels[box][m] > 1300) < 0.2
             assert seg.bone.any()
     recall = n_found / n_truth
-    print("\n".join(lines), f"\nrecall {recall:.3f}, unmatched {n_fp}, TC as one lesion {tc_one}/{tc_n}")
-    assert recall >= 0.85
-    assert n_fp <= 3
-    assert tc_one >= 0.9 * tc_n - 1
+    print("\n".join(lines), f"\nrecall {recall:.3f}, unmatched {n_fp}, TC as one lesion {tc_one}/{tc_n}, "
+          f"touching bone kept {kept_touching}/{n_touching}")
+    assert recall >= 0.92  # measured 25/26 = 0.96
+    assert n_fp <= 2  # measured 0
+    assert tc_one >= 0.8 * tc_n  # measured 5/6
+    assert n_touching >= 2 and kept_touching == n_touching
 
 
 def test_real_chest_ct_bones_are_not_lesions():

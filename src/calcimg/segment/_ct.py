@@ -170,6 +170,13 @@ def _split_bone(crop_hu, filled, comp_mask, spacing, settings: Settings) -> tupl
     # (an effectively infinite z spacing turns the distance transforms into 2D ones).
     open_spacing = spacing if spacing[0] <= 1.5 else (1e6, spacing[1], spacing[2])
     opened = _opening(filled, open_spacing, settings.bone_open_radius_mm)
+    # Bone proper is what its cortex encloses (slice by slice) plus the cortex: a deposit on the
+    # cortex, even a thick one, lies outside the ring. The cortex is the component's densest
+    # voxels, relative to its own 99th percentile so that demineralised bone works too.
+    cortex_level = float(np.percentile(crop_hu[comp_mask], 99))
+    cortex = comp_mask & (crop_hu >= settings.bone_fragment_ratio * cortex_level)
+    if cortex.any():
+        opened &= ndimage.binary_dilation(_fill_slices(cortex), iterations=1)
     bone = opened | (filled & ~comp_mask)  # marrow enclosed by the shell stays bone
     if not bone.any():
         return bone | comp_mask, []
@@ -184,12 +191,13 @@ def _split_bone(crop_hu, filled, comp_mask, spacing, settings: Settings) -> tupl
         return bone | comp_mask, []
     # give back the margin shell, all pieces at once: each piece down to the bone surface
     grown = ndimage.binary_dilation(rest, iterations=steps, mask=outside[box])
+    bone_near = ndimage.binary_dilation(bone[box], iterations=1)
     lab = cc3d.connected_components(grown, connectivity=26)
     # slivers of cortex at joints and bone ends are small; a deposit on bone is not
     min_vox = max(settings.bone_piece_min_mm3 / float(np.prod(spacing)), 1)
-    # parts as dense as the cortex are bone cut off by the opening (trochanters, rims), parts as
-    # light as cancellous bone are exposed marrow; deposits on bone (hydroxyapatite) lie between
-    cortex_level = float(np.percentile(crop_hu[comp_mask], 99))
+    # Parts the opening cut off bone are bone when as dense as the cortex (trochanters, rims) or
+    # when they lie along it (most of their voxels next to bone: bone ends, thin edges). A deposit
+    # on bone is less dense than the cortex and stands on a small contact patch.
     pieces = []
     taken = np.zeros_like(comp_mask)
     hu_box = crop_hu[box]
@@ -199,9 +207,11 @@ def _split_bone(crop_hu, filled, comp_mask, spacing, settings: Settings) -> tupl
         m = lab[sl] == i + 1
         if m.sum() < min_vox:
             continue
-        p50, p90 = np.percentile(hu_box[sl][m], [50, 90])
-        if p90 >= settings.bone_fragment_ratio * cortex_level or p50 < settings.bone_low_mean_hu:
-            continue  # as dense as the cortex, or as light as cancellous bone: bone, not deposit
+        p90 = np.percentile(hu_box[sl][m], 90)
+        if p90 >= settings.bone_fragment_ratio * cortex_level:
+            continue  # as dense as the cortex: bone the opening cut off
+        if (m & bone_near[sl]).sum() >= settings.bone_contact_ratio * m.sum():
+            continue  # lying along the bone (a rim or a bone end the opening cut), not on it
         full = tuple(slice(b.start + s.start, b.start + s.stop) for b, s in zip(box, sl, strict=True))
         taken[full] |= m
         pieces.append((full, m))
@@ -211,16 +221,18 @@ def _split_bone(crop_hu, filled, comp_mask, spacing, settings: Settings) -> tupl
 def _absorb_cartilage(pieces, bone_mask, vol, spacing, settings: Settings, bone_pieces) -> list[_Piece]:
     """Low-density pieces right next to bone are rib ends and costal cartilage, not lesions.
 
-    A piece whose mean stays under ``bone_low_mean_hu`` and that lies within
+    A piece of at least ``cartilage_min_mm3`` whose mean stays under ``bone_low_mean_hu`` and that lies within
     ``max(cartilage_gap_mm, 1.01 x slice spacing)`` of bone joins the bone (and `bone_pieces`).
     """
     if not bone_mask.any():
         return pieces
     gap = max(settings.cartilage_gap_mm, 1.01 * spacing[0])
+    voxel = float(np.prod(spacing))
     margin = [int(np.ceil(gap / s)) + 1 for s in spacing]
     kept = []
     for p in pieces:
-        if p.touches_bone or vol[p.box][p.mask].mean() >= settings.bone_low_mean_hu:
+        if (p.touches_bone or vol[p.box][p.mask].mean() >= settings.bone_low_mean_hu
+                or p.count * voxel < settings.cartilage_min_mm3):
             kept.append(p)
             continue
         grown = _grow(p.box, vol.shape, margin)
