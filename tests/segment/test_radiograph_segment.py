@@ -73,7 +73,14 @@ def test_phantom_dx_recall_and_no_bone(dx_views):
         unmatched = [i for i in range(1, seg.n_lesions + 1) if i not in matched]
         print(f"\n{truth['view']}: recall {found}/{n_truth}, lesions {seg.n_lesions}, "
               f"unmatched {len(unmatched)}, {seconds * 1000:.0f} ms")
-        assert found / n_truth >= 0.9, f"{truth['view']}: recall {found}/{n_truth}"
+        # 3 of the 4 test lesions are visible in every view; the calcific tendinitis at the
+        # femoral insertion projects onto bone with no contrast (-0.4 noise sigma measured), a
+        # known limit of single-view radiographs (criteria-research 4.2, superimposition)
+        visible = [t for t in truth["lesions"] if t["pattern"] != "calcific_tendinitis"]
+        found_visible, _ = _score(scan, {**truth, "lesions": visible}, seg.labels)
+        assert found_visible == len(visible), f"{truth['view']}: recall {found_visible}/{len(visible)} visible"
+        assert found / n_truth >= 0.75, f"{truth['view']}: recall {found}/{n_truth}"
+        assert len(unmatched) <= 1, f"{truth['view']}: {len(unmatched)} false positives"
         assert seg.bone.mean() > 0.05, f"{truth['view']}: the phantom's femur and pelvis were not found"
         # bone is never a lesion, and no false positive lies mostly on the bone's cortical band
         # (a true lesion may: the phantom's vessel runs across the bone's edge)
@@ -173,3 +180,26 @@ def test_fast_on_a_768_image(dx_views):
     t0 = time.perf_counter()
     segment_radiograph(big)
     assert time.perf_counter() - t0 < 2.0  # about 0.4 s on 2 vCPU; generous for loaded CI
+
+
+def test_disc_over_bone_found_and_straight_cortex_not():
+    """A dense disc projected over a large bone is a lesion (touching bone); the bone's cortical
+    rim and a straight internal cortical line are not."""
+    rng = np.random.default_rng(3)
+    img = ndi.gaussian_filter(rng.normal(1000.0, 5.0, (400, 400)), 0.7).astype(np.float32)
+    yy, xx = np.mgrid[:400, :400]
+    shaft = (yy >= 50) & (yy < 350) & (xx >= 100) & (xx < 300)  # 60 x 40 mm at 0.2 mm pixels
+    img[shaft] += 300.0
+    inner = (yy >= 55) & (yy < 345) & (xx >= 105) & (xx < 295)
+    img[shaft & ~inner] += 300.0  # 1 mm cortex, brighter than the medulla
+    img[(np.abs(yy - 250) <= 2) & (xx >= 115) & (xx < 285)] += 300.0  # a straight cortical line
+    img[(yy - 140) ** 2 + (xx - 200) ** 2 <= 8**2] += 300.0  # a 1.6 mm-radius deposit over bone
+    img = ndi.gaussian_filter(img, 0.5).astype(np.float32)
+    seg = segment_radiograph(Scan(img, (0.2, 0.2), (0, 0), np.eye(2), "radiograph"))
+    _check_segmentation(seg, img.shape)
+    assert seg.bone[200, 150] and seg.bone[300, 200]
+    assert seg.n_lesions == 1, f"{seg.n_lesions} lesions"
+    assert seg.labels[140, 200] == 1 and seg.touches_bone == [True]
+    assert not seg.labels[250, 120:280].any()
+    assert not (seg.labels[seg.bone] > 0).any()
+    assert any("over bone" in f for f in seg.flags)

@@ -17,16 +17,27 @@ from its neighbourhood, measured in units of the image's own noise (criteria-res
    brighter than their inside (cortical edges) are bone; an opening by ``dx_bone_open_mm`` first
    cuts thin calcifications (vessel walls, small deposits) off them, and everything within
    ``dx_bone_margin_mm`` of the bone is dropped from the candidates.
-6. Clean-up: components lying mostly in the ``dx_skin_band_mm`` band inside the skin line (the
+   A candidate lying for 90% within 2 mm of bone and elongated along it (second-moment
+   elongation >= 3) is a rim the opening cut off the bone (a socket's rim): it joins the bone.
+6. Over bone: inside the bone shrunk by ``dx_over_bone_inset_mm`` (past the cortical edge's bright
+   band), contrast against a local median of the bone itself (radius ``dx_over_bone_scale_mm``)
+   in units of the noise over bone (trabecular texture included); hysteresis at
+   ``dx_over_bone_sigma`` / half of it; an opening (r 0.8 mm) removes lines; a candidate must be
+   compact (elongation <= ``dx_over_bone_max_elongation``, filling its moment ellipse) and
+   isolated (little bright in a 1 mm ring around it: not a piece of a line or a crossing of two).
+   Parts outside and over the bone of one lesion are joined through the edge band between them;
+   lesion pixels are carved out of the bone mask and ``touches_bone`` marks lesions within
+   ``dx_bone_margin_mm`` of bone.
+7. Clean-up: components lying mostly in the ``dx_skin_band_mm`` band inside the skin line (the
    edge-enhancement halo of processed radiographs) and components under ``dx_min_area_mm2`` are
    dropped; components closer than ``dx_group_gap_mm`` are grouped into one lesion.
 
 Limitations
 -----------
-* A calcification projected over bone is not reported (only its parts outside the bone shadow
-  are): one projection cannot separate them reliably (criteria-research 4.2, superimposition). The
-  flag ``"radiograph: calcification projected over bone is not detected"`` says so whenever bone
-  was found.
+* Over bone only compact, isolated deposits well above the bone's texture are found: a faint
+  deposit, a shell or arc (myositis ossificans rim), or a lesion across the cortical edge band is
+  missed or found only by its parts outside the bone (criteria-research 4.2, superimposition). A
+  flag says so whenever bone was found, and another counts the deposits found over bone.
 * Bone is recognised by size and a bright rim; a calcified mass larger than
   ``dx_bone_min_area_mm2`` with a bright rim of its own (a large myositis ossificans shell) is
   taken for bone, and a bone smaller than that whose shadow is separate from the rest of the
@@ -56,7 +67,18 @@ _STEPS_PER_RADIUS = 8
 _BORDER_GAP_SCALES = 3.0
 # candidates lying mostly within this distance (mm) of bone need a seed this many times stronger
 _BONE_EDGE_MM = 1.0
-_BONE_EDGE_SEED_FACTOR = 4.0  # block-averaging keeps about this many coarse pixels per background radius
+_BONE_EDGE_SEED_FACTOR = 4.0
+# a candidate lying for 90% within this distance (mm) of bone and at least this elongated is a rim
+# of the bone the opening cut off (a socket's rim seen tangentially)
+_RIM_MM = 2.0
+_RIM_ELONGATION = 3.0
+# over bone: candidates are opened by a disc of this radius (mm), which removes lines thinner than
+# its diameter (cortical edges, trabecular streaks), and must be compact
+_LINE_MM = 0.8
+_OVER_BONE_MIN_FILL = 0.6  # area over that of the ellipse of equal second moments
+# ... and isolated: at most this fraction of a ring of _RING_MM around it reaches half the seed
+_RING_MM = 1.0
+_RING_MAX_BRIGHT = 0.15
 
 
 def segment_radiograph(scan: Scan, settings: Settings | None = None) -> Segmentation:
@@ -132,13 +154,14 @@ def segment_radiograph(scan: Scan, settings: Settings | None = None) -> Segmenta
     z = _contrast(detect, inside, noise, settings.dx_background_scale_mm, mm)
     candidates = apply_hysteresis_threshold(z, settings.dx_grow_sigma, settings.dx_contrast_sigma)
     bone = _bone_mask(candidates, z, mm, settings)
+    over = np.zeros(shape, bool)
     if bone.any():
-        flags.append("radiograph: calcification projected over bone is not detected")
         near_bone = _dilate_mm(bone, settings.dx_bone_margin_mm, mm)
         # second pass: the background next to bone is soft tissue, not the bone's bright shadow
         z = _contrast(detect, inside & ~near_bone, noise, settings.dx_background_scale_mm, mm)
         candidates = apply_hysteresis_threshold(z, settings.dx_grow_sigma, settings.dx_contrast_sigma)
         candidates &= ~near_bone
+        over = _over_bone(detect, bone, mm, settings)
     # in projection a closed calcified outline (a shell, a lobule wall) encloses calcium too
     candidates = ndi.binary_fill_holes(candidates)
 
@@ -146,25 +169,113 @@ def segment_radiograph(scan: Scan, settings: Settings | None = None) -> Segmenta
     if n_comp:
         keep = np.ones(n_comp + 1, bool)
         keep[0] = False
-        area = np.bincount(comp.ravel(), minlength=n_comp + 1) * (mm[0] * mm[1])
+        n_px = np.bincount(comp.ravel(), minlength=n_comp + 1)
+        area = n_px * (mm[0] * mm[1])
         keep &= area >= settings.dx_min_area_mm2
         if bone.any():
             # a candidate hugging the bone's edge is cortex blur or edge-enhancement halo unless
             # it is much stronger than an ordinary seed
-            edge = ndi.distance_transform_edt(~bone, sampling=mm) <= _BONE_EDGE_MM
-            n_px = np.maximum(np.bincount(comp.ravel(), minlength=n_comp + 1), 1)
-            on_edge = np.bincount(comp.ravel(), weights=edge.ravel(), minlength=n_comp + 1) / n_px
+            gap = ndi.distance_transform_edt(~bone, sampling=mm)
+            on_edge = _fraction(comp, n_comp, gap <= _BONE_EDGE_MM)
             peak = np.asarray(ndi.maximum(z, comp, np.arange(n_comp + 1)))
             keep &= (on_edge <= 0.5) | (peak >= _BONE_EDGE_SEED_FACTOR * settings.dx_contrast_sigma)
+            # a thin piece along the bone's outline is bone the opening cut off (a socket rim)
+            elong, _ = _shape(comp, n_comp, mm)
+            rim = (_fraction(comp, n_comp, gap <= _RIM_MM) >= 0.9) & (elong >= _RIM_ELONGATION)
+            bone |= rim[comp]
+            keep &= ~rim
         if body is not None and settings.dx_skin_band_mm > 0:
             depth = ndi.distance_transform_edt(body, sampling=mm)
-            in_band = np.bincount(comp.ravel(), weights=(depth < settings.dx_skin_band_mm).ravel(),
-                                  minlength=n_comp + 1)
-            keep &= in_band < 0.5 * np.maximum(area / (mm[0] * mm[1]), 1)
+            in_band = _fraction(comp, n_comp, depth < settings.dx_skin_band_mm)
+            keep &= in_band < 0.5
         candidates = keep[comp]
+    touching = np.zeros(shape, bool)
+    if over.any():
+        # a lesion across the bone's edge: join its parts outside and over the bone through the
+        # edge band that both passes leave out
+        reach = settings.dx_over_bone_inset_mm + settings.dx_bone_margin_mm + max(mm)
+        bridge = _dilate_mm(candidates, reach, mm) & _dilate_mm(over, reach, mm)
+        bridge &= ndi.distance_transform_edt(bone, sampling=mm) <= settings.dx_over_bone_inset_mm
+        touching = over | bridge
+        candidates = candidates | touching
+        flags.append(f"radiograph: {int(ndi.label(over, _EIGHT)[1])} calcification(s) found projected over bone "
+                     "(superimposition: check on the orthogonal view)")
+    if bone.any():
+        flags.append("radiograph: faint or large calcification projected over bone can be missed")
     labels, counts = _group(candidates, settings.dx_group_gap_mm, mm)
     boxes = ndi.find_objects(labels, max_label=len(counts))
-    return Segmentation(labels, list(boxes), counts, bone=bone, body=body, flags=flags)
+    touches_bone = None
+    if bone.any():
+        near = _dilate_mm(bone, settings.dx_bone_margin_mm + max(mm), mm)
+        hit = np.bincount(labels[near].ravel(), minlength=len(counts) + 1)[1:]
+        touches_bone = [bool(h) for h in hit]
+        bone &= labels == 0  # a lesion over the bone is carved out of the bone mask
+    return Segmentation(labels, list(boxes), counts, bone=bone, body=body, flags=flags,
+                        touches_bone=touches_bone)
+
+
+def _over_bone(detect, bone, mm, settings: Settings) -> np.ndarray:
+    """Compact bright blobs inside the bone shadow, against the bone's own local background."""
+    shape = detect.shape
+    inner = ndi.distance_transform_edt(bone, sampling=mm) > settings.dx_over_bone_inset_mm
+    if inner.sum() < 100:
+        return np.zeros(shape, bool)
+    noise = _noise_sigma(detect, inner)  # trabecular texture counts as noise here
+    if not noise > 0:
+        return np.zeros(shape, bool)
+    z = _contrast(detect, inner, noise, settings.dx_over_bone_scale_mm, mm)
+    seed = settings.dx_over_bone_sigma
+    cand = apply_hysteresis_threshold(z, seed / 2.0, seed)
+    cand = ndi.binary_opening(cand, structure=_disk(_LINE_MM, mm))
+    comp, n = ndi.label(cand, _EIGHT)
+    if n == 0:
+        return cand
+    area = np.bincount(comp.ravel(), minlength=n + 1) * (mm[0] * mm[1])
+    elong, fill = _shape(comp, n, mm)
+    keep = (area >= settings.dx_min_area_mm2) & (elong <= settings.dx_over_bone_max_elongation)
+    keep &= fill >= _OVER_BONE_MIN_FILL
+    keep[0] = False
+    if not keep.any():
+        return np.zeros(shape, bool)
+    # isolated: a line's fragment or two lines' crossing continues bright beyond the opened blob
+    kept = keep[comp]
+    near, owner = ndi.distance_transform_edt(~kept, sampling=mm, return_indices=True)
+    ring = (near > 0) & (near <= _RING_MM) & inner
+    ring_lab = np.where(ring, comp[owner[0], owner[1]], 0)
+    bright = _fraction(ring_lab, n, z >= seed / 2.0)
+    keep &= bright <= _RING_MAX_BRIGHT
+    return keep[comp]
+
+
+def _fraction(comp: np.ndarray, n: int, mask: np.ndarray) -> np.ndarray:
+    """Per label 0..n, the fraction of its pixels inside `mask`."""
+    n_px = np.maximum(np.bincount(comp.ravel(), minlength=n + 1), 1)
+    return np.bincount(comp.ravel(), weights=mask.ravel(), minlength=n + 1) / n_px
+
+
+def _shape(comp: np.ndarray, n: int, mm) -> tuple[np.ndarray, np.ndarray]:
+    """Per label 0..n: elongation (square root of the ratio of the second-moment eigenvalues) and
+    fill (area over that of the ellipse with the same second moments: 1 for a filled ellipse)."""
+    flat = comp.ravel()
+    r, c = np.indices(comp.shape, dtype=np.float64)
+    r, c = r.ravel() * mm[0], c.ravel() * mm[1]
+    nz = flat > 0
+    flat, r, c = flat[nz], r[nz], c[nz]
+    cnt = np.maximum(np.bincount(flat, minlength=n + 1), 1).astype(np.float64)
+
+    def mean(v):
+        return np.bincount(flat, weights=v, minlength=n + 1) / cnt
+
+    mr, mc = mean(r), mean(c)
+    pix = (mm[0] ** 2 + mm[1] ** 2) / 24.0  # a pixel's own second moment keeps tiny sizes > 0
+    vr = mean(r * r) - mr**2 + pix
+    vc = mean(c * c) - mc**2 + pix
+    vrc = mean(r * c) - mr * mc
+    half = np.sqrt(((vr - vc) / 2.0) ** 2 + vrc**2)
+    l1, l2 = (vr + vc) / 2.0 + half, np.maximum((vr + vc) / 2.0 - half, 1e-12)
+    elong = np.sqrt(l1 / l2)
+    fill = cnt * (mm[0] * mm[1]) / (4.0 * np.pi * np.sqrt(l1 * l2))
+    return elong, fill
 
 
 def _empty(shape, flags) -> Segmentation:
