@@ -386,13 +386,8 @@ def segment_ct(scan: Scan, settings: Settings | None = None) -> Segmentation:
         lesions.append((int(mask.sum()), first, box, mask, len(g), any(pieces[i].touches_bone for i in g)))
     lesions.sort(key=lambda t: (-t[0], t[1]))
 
-    labels = np.zeros(shape, np.uint16 if len(lesions) < 65535 else np.uint32)
-    for lid, (_, _, box, mask, _, _) in enumerate(lesions, 1):
-        labels[box][mask] = lid
-    for box, m in bone_pieces:
-        bone_mask[box] |= m
     return Segmentation(
-        labels=labels,
+        labels=None,  # painted from the masks on first access
         boxes=[t[2] for t in lesions],
         component_counts=[t[4] for t in lesions],
         bone=bone_mask,
@@ -402,4 +397,5 @@ def segment_ct(scan: Scan, settings: Settings | None = None) -> Segmentation:
         touches_bone=[t[5] for t in lesions],
         body_coarse=body,
         body_steps=steps,
+        shape=shape,
     )
