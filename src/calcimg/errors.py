@@ -32,3 +32,7 @@ class MissingGeometryError(CalcimgError):
 
 class UnsupportedDataError(CalcimgError):
     """Valid data calcimg does not handle (colour images, an unknown compression...)."""
+
+
+class MaskMismatchError(CalcimgError):
+    """A user's mask does not lie on its image's voxel grid (shape, spacing, origin or direction)."""

@@ -20,8 +20,9 @@ from calcimg.features.morphology import (
     morphology_3d,
     morphology_features,
 )
-from calcimg.io import discover, load
+from calcimg.io import discover, load, load_mask
 from calcimg.lesion import Lesion
+from calcimg.pipeline import measure_with_mask
 from conftest import shared
 
 PHANTOM = "ibsi_digital_phantom"
@@ -61,11 +62,12 @@ def rel(x, truth):
 
 @pytest.fixture(scope="module")
 def phantom_row():
+    """The IBSI phantom through the user's-mask path (`calcimg extract IMAGE --mask MASK`)."""
     image = load(discover(shared(f"{PHANTOM}/image.nii.gz")).series[0])
-    mask = load(discover(shared(f"{PHANTOM}/mask.nii.gz")).series[0])
-    lesion = Lesion(1, image.pixels, mask.pixels > 0, (0, 0, 0), image.spacing, image.origin,
-                    image.direction, "ct")
-    return morphology_features(lesion)
+    mask = load_mask(shared(f"{PHANTOM}/mask.nii.gz"), image)
+    (row,) = measure_with_mask(image, mask)
+    assert row["label"] == 1 and row["lesion_id"] == 1
+    return row
 
 
 @pytest.fixture(scope="module")

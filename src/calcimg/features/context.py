@@ -1,49 +1,240 @@
-"""Where a lesion sits: its gap to bone and its depth below the skin (criteria-research 2.6)."""
+"""Where a lesion sits and whether it is bone: its gap to bone, its depth below the skin, the
+tissue around it, its compartment and the ossification indicator (criteria-research 1.3, 2.6)."""
 
 from __future__ import annotations
 
+import edt
 import numpy as np
 from scipy import ndimage
 
+from calcimg.features.intensity import CORE_MM, RIM_MM, envelope_depth_mm
 from calcimg.lesion import Lesion
+
+#: Soft tissue HU (muscle, criteria-research 1.0): the background of half-maximum boundaries.
+SOFT_TISSUE_HU = 40.0
+#: Bone is looked for within these margins around the lesion (mm), widening until found; None =
+#: the whole search crop (30 mm). A distance found within a margin is exact: all bone that close
+#: lies in the box.
+BONE_MARGINS_MM = (5.0, 12.0, None)
+#: Bone farther than this from the lesion (mm) is not looked for (the crops' search margin).
+BONE_SEARCH_MM = 30.0
+#: Tissue windows (HU, criteria-research 2.6 [est]) and the shell around the lesion (mm).
+FAT_HU, MUSCLE_HU, SHELL_MM = (-190.0, -30.0), (30.0, 80.0), 2.0
+#: Compartment thresholds: cutaneous when the centroid is at most this deep (mm, criteria-research
+#: 2.6 [est]); subcutaneous when at least this fraction of the surrounding shell is fat.
+CUTANEOUS_MM, SUBCUTANEOUS_FAT_FRACTION = 3.0, 0.5
+#: Ossification (criteria-research 2.6 [D]): cortical shell >= CORTEX_HU over >= SHELL_COMPLETE of the
+#: rim, exceeding the core by >= SHELL_OVER_CORE_HU; medullary core 100-400 HU or fat < -30 HU
+#: over >= MARROW_FRACTION of the core.
+CORTEX_HU, SHELL_COMPLETE, SHELL_OVER_CORE_HU = 400.0, 0.7, 200.0
+MARROW_HU, MARROW_FAT_HU, MARROW_FRACTION = (100.0, 400.0), -30.0, 0.5
+
+CONTEXT_COLUMNS = ("bone_distance_mm", "skin_depth_mm", "shell_fat_fraction", "shell_muscle_fraction",
+                   "compartment", "ossification_score", "ossified")
+
+
+def _edt_to(target: np.ndarray, spacing) -> np.ndarray:
+    """Distance (mm) from every voxel to the nearest True voxel of `target` (outside the array
+    counts as not-target). The `edt` package: several times faster than scipy, equal to 1e-5."""
+    return edt.edt(np.ascontiguousarray(~target).view(np.uint8), anisotropy=tuple(float(s) for s in spacing),
+                   black_border=False, parallel=1)
+
+
+def _lesion_halfmax_surface(lesion: Lesion) -> np.ndarray:
+    """Crop indices of the face-boundary voxels of the lesion's half-maximum set."""
+    values = lesion.image[lesion.mask]
+    t_lesion = 0.5 * (float(np.percentile(values, 95)) + SOFT_TISSUE_HU)
+    core = lesion.mask & (lesion.image >= t_lesion)
+    if not core.any():
+        core = lesion.mask
+    edge = core & ~ndimage.binary_erosion(core, border_value=0)
+    return np.argwhere(edge)
+
+
+def _bone_gap_halfmax(lesion: Lesion) -> tuple[float, str]:
+    """Gap (mm) between the half-maximum boundaries of lesion and bone; NaN and a reason if none."""
+    ctx = lesion.context
+    spacing = np.asarray(lesion.spacing, dtype=float)
+    pts = _lesion_halfmax_surface(lesion)
+    tree = ctx.get("bone_surface")
+    if tree is not None:  # the scan's bone surface, built once (segment._context)
+        d, _ = tree.query((pts + np.asarray(lesion.offset)) * spacing, distance_upper_bound=BONE_SEARCH_MM)
+        d = float(d.min())
+        if np.isfinite(d):
+            return max(d - spacing.min(), 0.0), ""
+        return float("nan"), "bone_distance_mm: no bone within 30 mm"
+    bone, img = ctx["bone"], ctx["bone_image"]
+    pts = pts - np.asarray(ctx["bone_offset"])
+    t_bone = float(ctx.get("bone_surface_hu", np.nan))
+    lo_pts, hi_pts = pts.min(axis=0), pts.max(axis=0) + 1
+    for margin_mm in BONE_MARGINS_MM:
+        if margin_mm is None:
+            box = tuple(slice(0, n) for n in bone.shape)
+        else:
+            g = np.ceil(margin_mm / spacing).astype(int)
+            box = tuple(slice(max(int(a - m), 0), min(int(b + m), n))
+                        for a, b, m, n in zip(lo_pts, hi_pts, g, bone.shape, strict=True))
+        b = bone[box]
+        hard = b & (img[box] >= t_bone) if np.isfinite(t_bone) else b
+        if not hard.any():
+            hard = b  # only partial-volume bone in reach: its 130 HU mask is the best boundary there
+        if not hard.any():
+            continue
+        p = pts - np.asarray([s.start for s in box])
+        inside = np.all((p >= 0) & (p < np.asarray(hard.shape)), axis=1)
+        d = float(_edt_to(hard, spacing)[tuple(p[inside].T)].min()) if inside.any() else np.inf
+        if margin_mm is None or d <= margin_mm:
+            return max(d - spacing.min(), 0.0), ""
+    return float("nan"), "bone_distance_mm: no bone within 30 mm"
+
+
+def _bone_gap_masks(lesion: Lesion) -> float:
+    """Radiographs: gap between the lesion and bone masks (minus one pixel)."""
+    if lesion.context.get("touches_bone"):
+        return 0.0
+    bone, off = lesion.context["bone"], lesion.context["bone_offset"]
+    spacing = np.asarray(lesion.spacing)
+    dist = _edt_to(bone, spacing)
+    idx = np.argwhere(lesion.mask) - np.asarray(off)
+    inside = np.all((idx >= 0) & (idx < np.asarray(bone.shape)), axis=1)
+    d = dist[tuple(idx[inside].T)].min() if inside.any() else np.inf
+    return float(max(d - spacing.min(), 0.0))
+
+
+def _shell_fractions(lesion: Lesion) -> tuple[float, float]:
+    """Fat and muscle fractions of the tissue within SHELL_MM outside the lesion's envelope."""
+    env, _ = envelope_depth_mm(lesion)
+    spacing = np.asarray(lesion.spacing, dtype=float)
+    g = np.ceil(SHELL_MM / spacing).astype(int)
+    ctx = lesion.context
+    if "bone_image" in ctx:  # the wide crop around the lesion: room for the whole shell
+        img, off = ctx["bone_image"], np.asarray(ctx["bone_offset"])
+        lo = np.maximum(-off - g, 0)
+        hi = np.minimum(-off + np.asarray(env.shape) + g, img.shape)
+        img = img[tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))]
+        big = np.zeros(img.shape, bool)
+        at = -off - lo
+        big[tuple(slice(a, a + n) for a, n in zip(at, env.shape, strict=True))] = env
+    else:  # only the lesion crop: the shell is cut to its one-voxel margin
+        img, big = lesion.image, env
+    dist = _edt_to(big, spacing)
+    shell = (dist > 0) & (dist <= SHELL_MM + 1e-6)
+    hu = img[shell]
+    if not hu.size:
+        return float("nan"), float("nan")
+    fat = float(np.mean((hu >= FAT_HU[0]) & (hu <= FAT_HU[1])))
+    muscle = float(np.mean((hu >= MUSCLE_HU[0]) & (hu <= MUSCLE_HU[1])))
+    return fat, muscle
+
+
+def compartment(skin_depth_mm: float, shell_fat_fraction: float) -> str:
+    """``cutaneous`` (centroid <= 3 mm below the skin), ``subcutaneous`` (surrounded mostly by fat,
+    >= 0.5 of the 2 mm shell), else ``deep``; empty when the skin depth is unknown.
+
+    >>> compartment(1.6, 0.1), compartment(8.0, 0.8), compartment(20.0, 0.1)
+    ('cutaneous', 'subcutaneous', 'deep')
+    """
+    if not np.isfinite(skin_depth_mm):
+        return ""
+    if skin_depth_mm <= CUTANEOUS_MM:
+        return "cutaneous"
+    if np.isfinite(shell_fat_fraction) and shell_fat_fraction >= SUBCUTANEOUS_FAT_FRACTION:
+        return "subcutaneous"
+    return "deep"
+
+
+def ossification(lesion: Lesion) -> tuple[float, float | int, str]:
+    """(score 0..1, flag 1/0 (NaN when not assessable), reason when not assessable) from the envelope's depth profile."""
+    env, depth = envelope_depth_mm(lesion)
+    image = lesion.image
+    core = env & (depth >= CORE_MM)
+    if core.sum() < 4:
+        return float("nan"), float("nan"), "ossification_score, ossified: lesion too thin to have a core (< 4 voxels deeper than 2 mm)"
+    core_hu = image[core].astype(np.float64)
+    rim = env & (depth < RIM_MM)
+    # a rim voxel is cortical when it or a face/edge neighbour is dense: the outermost layer is
+    # partial volume, the cortex proper lies just under it
+    local_max = ndimage.maximum_filter(np.where(env, image, -np.inf), size=3)
+    shell_hu = max(CORTEX_HU, float(np.median(core_hu)) + SHELL_OVER_CORE_HU)
+    completeness = float(np.mean(local_max[rim] >= shell_hu)) if rim.any() else 0.0
+    marrow = float(np.mean(((core_hu >= MARROW_HU[0]) & (core_hu <= MARROW_HU[1])) | (core_hu < MARROW_FAT_HU)))
+    flag = int(completeness >= SHELL_COMPLETE and marrow >= MARROW_FRACTION)
+    return completeness * marrow, flag, ""
 
 
 def context_features(lesion: Lesion) -> dict:
-    """Bone gap and skin depth of a lesion.
+    """Bone gap, skin depth, surrounding tissue, compartment and ossification of a lesion.
 
     Columns
     -------
     bone_distance_mm : float
-        Gap between the lesion surface and the nearest bone surface (mm, >= 0): the smallest
-        distance between a lesion voxel centre and a bone voxel centre, minus one voxel (half a
-        voxel on each side), floored at 0; exactly 0 for a lesion split off bone (touching it).
-        Empty, with a reason in ``not_assessed``, when no bone lies within the search margin
-        (30 mm) or no bone mask exists. Serves "separate from bone" (tumoral calcinosis,
-        myositis ossificans with its cleft) versus "at a tendon insertion" (calcific tendinitis).
+        Gap between the lesion surface and the nearest bone surface (mm, >= 0; 0 when touching).
+        CT: measured between half-maximum boundaries, which do not move with partial volume: the
+        lesion's voxels at or above (p95 of its HU + 40) / 2 and the bone mask's voxels at or above
+        the bone surface HU (cortex plateau + 40) / 2; the smallest distance between their voxel
+        centres minus one voxel (half a voxel on each side), floored at 0, bone within 30 mm of the
+        lesion (a nearest-neighbour query on the scan's bone surface, built once per scan). Radiographs: the same on the lesion
+        and bone masks, 0 for a lesion split off bone. Empty, with a reason in ``not_assessed``,
+        when no bone lies within 30 mm or no bone mask exists. Serves "separate from bone"
+        (tumoral calcinosis, myositis ossificans with its cleft) versus "at a tendon insertion"
+        (calcific tendinitis).
     skin_depth_mm : float
-        In-plane depth of the lesion centroid below the skin surface (mm, >= 0), from the coarse
-        body mask (about 3 mm grid). Serves the cutaneous / subcutaneous / deep split (calcinosis
-        cutis is superficial).
+        In-plane depth of the lesion centroid below the skin surface (mm, >= 0). CT: distance to
+        the nearest air voxel (<= -500 HU) outside the body, at full resolution, minus half a
+        pixel; air deeper than two coarse cells (about 6 mm) inside the body outline is gas, not
+        outside. Radiographs: from the coarse body mask (about 3 mm grid). Serves the cutaneous /
+        subcutaneous / deep split (calcinosis cutis is superficial).
+    shell_fat_fraction, shell_muscle_fraction : float
+        CT: fractions (0..1) of the voxels within 2 mm outside the lesion's envelope that are fat
+        (-190..-30 HU) and muscle (30..80 HU) (criteria-research 2.6 windows [est]).
+    compartment : str
+        CT: ``cutaneous`` when skin_depth_mm <= 3 mm (criteria-research 2.6 [est]);
+        ``subcutaneous`` when shell_fat_fraction >= 0.5 (lying in fat); otherwise ``deep``
+        (muscle, fascia, deep soft tissue). Fat-surrounded deep lesions (pelvic or
+        intermuscular fat) are called subcutaneous too: a known simplification. ``periarticular``
+        needs joint detection, which calcimg does not do yet.
+    ossification_score : float
+        CT, 0..1: shell completeness x marrow fraction. Shell completeness: the fraction of the
+        envelope's rim voxels (depth < 1 mm) that are, or touch, a voxel of at least
+        max(400 HU, median core HU + 200 HU) (a cortex denser than what it encloses). Marrow
+        fraction: the fraction of core voxels (depth >= 2 mm) that are medullary-like, 100-400 HU
+        (cancellous) or below -30 HU (fatty marrow). Empty, with a reason, without a core (fewer
+        than 4 voxels deeper than 2 mm).
+    ossified : int
+        CT: 1 when shell completeness >= 0.7 and marrow fraction >= 0.5 (criteria-research 2.6:
+        cortical shell >= 400 HU over >= 70 % plus a medullary interior [D]), else 0: mature
+        myositis ossificans and heterotopic bone versus homogeneous or cystic calcification (a
+        fluid or soft-tissue centre, 0-60 HU, is not marrow: zonal immature myositis ossificans
+        and cysts show a high rim_core_contrast instead). Trabecular texture, which 2.6 also
+        names, is not tested. Bone formation is never seen in tumoral calcinosis.
     """
-    row: dict = {"skin_depth_mm": float(lesion.context.get("skin_depth_mm", float("nan")))}
+    ctx = lesion.context
+    row: dict = {"skin_depth_mm": float(ctx.get("skin_depth_mm", float("nan")))}
     reasons = []
-    if lesion.context.get("touches_bone"):
+    if "bone" in ctx and ctx["bone"].any():
+        if lesion.kind == "ct" and "bone_image" in ctx:
+            row["bone_distance_mm"], why = _bone_gap_halfmax(lesion)
+            if why:
+                reasons.append(why)
+        else:
+            row["bone_distance_mm"] = _bone_gap_masks(lesion)
+    elif ctx.get("touches_bone"):
         row["bone_distance_mm"] = 0.0
-    elif "bone" in lesion.context and lesion.context["bone"].any():
-        bone = lesion.context["bone"]
-        off = lesion.context["bone_offset"]
-        spacing = np.asarray(lesion.spacing)
-        dist = ndimage.distance_transform_edt(~bone, sampling=spacing)
-        idx = np.argwhere(lesion.mask) - np.asarray(off)
-        inside = np.all((idx >= 0) & (idx < np.asarray(bone.shape)), axis=1)
-        d = dist[tuple(idx[inside].T)].min() if inside.any() else np.inf
-        row["bone_distance_mm"] = float(max(d - spacing.min(), 0.0))
     else:
         row["bone_distance_mm"] = float("nan")
-        reasons.append("bone_distance_mm: no bone within 30 mm" if "bone" in lesion.context
-                       else "bone_distance_mm: no bone mask")
+        reasons.append("bone_distance_mm: no bone within 30 mm" if "bone" in ctx else "bone_distance_mm: no bone mask")
     if not np.isfinite(row["skin_depth_mm"]):
         reasons.append("skin_depth_mm: no body outline")
+    if lesion.kind == "ct":
+        fat, muscle = _shell_fractions(lesion)
+        row["shell_fat_fraction"], row["shell_muscle_fraction"] = fat, muscle
+        row["compartment"] = compartment(row["skin_depth_mm"], fat)
+        if not row["compartment"]:
+            reasons.append("compartment: no skin depth")
+        score, flag, why = ossification(lesion)
+        row["ossification_score"], row["ossified"] = score, flag
+        if why:
+            reasons.append(why)
     if reasons:
         row["not_assessed"] = "; ".join(reasons)
     return row

@@ -37,7 +37,7 @@ def max_diameter_mm(points_mm: np.ndarray) -> float:
 
 
 def size_features(lesion: Lesion) -> dict:
-    """Centroid, size, extent and density summary of a lesion.
+    """Centroid, size and extent of a lesion (HU statistics: `calcimg.features.intensity`).
 
     Columns
     -------
@@ -51,8 +51,6 @@ def size_features(lesion: Lesion) -> dict:
         Largest distance between two boundary-voxel centres (mm, >= 0; 0 for a single voxel).
     component_count : int
         Connected calcified components grouped into this lesion (>= 1).
-    mean_hu, max_hu : float
-        CT only: mean and maximum HU over the lesion's voxels.
     """
     idx = np.argwhere(lesion.mask)
     phys = lesion.index_to_physical(idx)
@@ -70,8 +68,4 @@ def size_features(lesion: Lesion) -> dict:
         row["area_mm2"] = idx.shape[0] * unit
     row["max_diameter_mm"] = max_diameter_mm(boundary)
     row["component_count"] = int(lesion.component_count)
-    if lesion.kind == "ct":
-        values = lesion.image[lesion.mask].astype(np.float64)
-        row["mean_hu"] = float(values.mean())
-        row["max_hu"] = float(values.max())
     return row

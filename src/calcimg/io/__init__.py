@@ -20,6 +20,7 @@ from calcimg.io._gravity import (
     patient_orientation_axes,
 )
 from calcimg.io._load import load, radiograph_spacing
+from calcimg.io._mask import load_mask
 
 __all__ = [
     "Discovery",
@@ -30,6 +31,7 @@ __all__ = [
     "gravity_from_patient_position",
     "gravity_from_radiograph_header",
     "load",
+    "load_mask",
     "path_uid",
     "patient_orientation_axes",
     "radiograph_spacing",
