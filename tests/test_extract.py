@@ -1,6 +1,7 @@
 """End to end: `calcimg extract` and `calcimg info` on series written by the tests."""
 
 import csv
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -75,10 +76,12 @@ def test_bad_series_becomes_an_error_row_and_the_batch_goes_on(tmp_path):
 
 def test_outputs_carry_no_patient_identifiers(tmp_path):
     sphere_series(tmp_path / "in")
-    main(["extract", str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--quiet"])
-    for f in (tmp_path / "out").iterdir():
-        text = f.read_text()
-        assert "TEST^PATIENT" not in text and "19700101" not in text and "T0001" not in text
+    main(["extract", str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--quiet", "--seg"])
+    files = [f for f in (tmp_path / "out").rglob("*") if f.is_file()]
+    assert {f.suffix for f in files} >= {".csv", ".parquet", ".toml", ".log", ".json", ".png"}
+    for f in files:  # tables, parquet, log, parts, overlays, and the DICOM SEG
+        data = f.read_bytes()
+        assert b"TEST^PATIENT" not in data and b"19700101" not in data and b"T0001" not in data, f
 
 
 def test_usage_errors_exit_2(tmp_path, capsys):
@@ -115,3 +118,75 @@ def test_info_lists_series_and_skipped_files(tmp_path, capsys):
     assert rec["kind"] == "ct" and rec["files"] == "24" and rec["shape"] == "24x48x48"
     assert rec["gravity_lps"] == "1 0 0" and rec["position"] == "HFDL"
     assert "README: not a DICOM file" in out
+
+
+PIPELINES = Path(__file__).resolve().parents[1] / "pipelines"
+
+
+def test_named_pipelines_load_and_document_every_key(tmp_path, capsys):
+    import tomllib
+
+    from calcimg.cli import resolve_pipeline
+    from calcimg.settings import Settings
+
+    names = sorted(p.stem for p in PIPELINES.glob("*.toml"))
+    assert {"ct", "radiograph", "high_sensitivity"} <= set(names)
+    for name in names:
+        path = resolve_pipeline(name)
+        assert path == PIPELINES / f"{name}.toml"
+        settings = Settings.from_toml(path)
+        keys = tomllib.loads(path.read_text())
+        assert keys
+        lines = path.read_text().splitlines()
+        for i, line in enumerate(lines):  # every key has a comment line right above it (or its group)
+            if line and not line.startswith("#"):
+                j = i - 1
+                while j >= 0 and lines[j] and not lines[j].startswith("#"):
+                    j -= 1
+                assert j >= 0 and lines[j].startswith("#"), f"{name}.toml: {line} is not documented"
+        if name in ("ct", "radiograph"):  # the defaults, spelled out
+            assert settings.hash == Settings().hash
+    assert Settings.from_toml(resolve_pipeline("high_sensitivity")).threshold_hu < Settings().threshold_hu
+    sphere_series(tmp_path / "in")
+    assert main(["extract", str(tmp_path / "in"), "--out", str(tmp_path / "o"), "--pipeline", "high_sensitivity",
+                 "--quiet", "--workers", "0"]) == 0
+    assert "threshold_hu = 100.0" in (tmp_path / "o" / "settings.toml").read_text()
+    wrong = tmp_path / "wrong.toml"
+    wrong.write_text('connectivity = "26"\n')
+    assert main(["extract", str(tmp_path / "in"), "--out", str(tmp_path / "o"), "--pipeline", str(wrong)]) == 2
+    assert "'connectivity' must be int" in capsys.readouterr().err
+
+
+def test_extract_with_a_user_mask(tmp_path):
+    """`--mask`: every label of a NIfTI label image is measured instead of the segmentation."""
+    import SimpleITK as sitk
+
+    hu = np.full((20, 30, 30), 40, np.int16)
+    zz, yy, xx = np.indices(hu.shape)
+    ball = (zz - 10) ** 2 + (yy - 15) ** 2 + (xx - 10) ** 2 <= 16
+    hu[ball] = 400
+    labels = np.zeros(hu.shape, np.uint8)
+    labels[ball] = 7  # the user's label value
+    labels[2:5, 20:25, 20:25] = 3  # a region the segmentation would never find (40 HU)
+    for array, name in ((hu, "image.nii.gz"), (labels, "mask.nii.gz")):
+        img = sitk.GetImageFromArray(array)
+        img.SetSpacing((0.8, 0.8, 1.5))
+        img.SetOrigin((10.0, -20.0, 5.0))
+        sitk.WriteImage(img, str(tmp_path / name))
+    out = tmp_path / "out"
+    code = main(["extract", str(tmp_path / "image.nii.gz"), "--mask", str(tmp_path / "mask.nii.gz"),
+                 "--out", str(out), "--quiet", "--workers", "0"])
+    assert code == 0
+    rows = {r["label"]: r for r in read_csv(out / "lesions.csv")}
+    assert set(rows) == {"3", "7"}
+    assert float(rows["7"]["volume_mm3"]) == pytest.approx(ball.sum() * 0.8 * 0.8 * 1.5)
+    assert float(rows["3"]["volume_mm3"]) == pytest.approx(3 * 5 * 5 * 0.8 * 0.8 * 1.5)
+    assert float(rows["3"]["mean_hu"]) == pytest.approx(40)
+    # a mask on another grid is an error row naming the file, not a crash
+    bad = sitk.GetImageFromArray(labels[:, :, :20])
+    sitk.WriteImage(bad, str(tmp_path / "bad.nii.gz"))
+    code = main(["extract", str(tmp_path / "image.nii.gz"), "--mask", str(tmp_path / "bad.nii.gz"),
+                 "--out", str(tmp_path / "out2"), "--quiet", "--workers", "0"])
+    assert code == 1
+    series = read_csv(tmp_path / "out2" / "series.csv")
+    assert series[0]["status"] == "error" and "bad.nii.gz" in series[0]["reason"]

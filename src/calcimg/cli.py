@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -64,25 +65,64 @@ def cmd_info(args) -> int:
     return 0
 
 
+def _pipelines_dirs() -> list[Path]:
+    """Where `--pipeline NAME` looks: $CALCIMG_PIPELINES, then the project's pipelines/ folder."""
+    dirs = [Path(p) for p in os.environ.get("CALCIMG_PIPELINES", "").split(os.pathsep) if p]
+    dirs.append(Path(__file__).resolve().parents[2] / "pipelines")
+    return dirs
+
+
+def resolve_pipeline(name_or_path: str) -> Path:
+    """A settings file from a path, or from a name in the pipelines folder (``ct`` -> ct.toml)."""
+    p = Path(name_or_path)
+    if p.suffix == ".toml" or p.exists() or os.sep in name_or_path:
+        if not p.is_file():
+            raise ValueError(f"--pipeline {name_or_path}: no such settings file")
+        return p
+    known: set[str] = set()
+    for d in _pipelines_dirs():
+        candidate = d / f"{name_or_path}.toml"
+        if candidate.is_file():
+            return candidate
+        known.update(f.stem for f in d.glob("*.toml"))
+    raise ValueError(f"--pipeline {name_or_path}: unknown pipeline (known: {', '.join(sorted(known)) or 'none'}; "
+                     "or give a path to a .toml file)")
+
+
 def cmd_extract(args) -> int:
-    from calcimg.batch import run_batch
+    from calcimg.batch import OutputError, run_batch
     from calcimg.settings import Settings
 
     try:
-        settings = Settings.from_toml(args.pipeline) if args.pipeline else Settings()
+        settings = Settings.from_toml(resolve_pipeline(args.pipeline)) if args.pipeline else Settings()
     except (OSError, ValueError) as exc:
         print(f"calcimg extract: {exc}", file=sys.stderr)
         return 2
+    if args.workers is not None and args.workers < 0:
+        print("calcimg extract: --workers must be >= 0", file=sys.stderr)
+        return 2
+    if args.timeout is not None and not args.timeout > 0:
+        print("calcimg extract: --timeout must be > 0 seconds", file=sys.stderr)
+        return 2
+    if args.scheduler and args.dask_local:
+        print("calcimg extract: give --scheduler or --dask-local, not both", file=sys.stderr)
+        return 2
     try:
-        summary = run_batch(args.inputs, args.out, settings,
-                            log=(lambda m: None) if args.quiet else None)
+        summary = run_batch(
+            args.inputs, args.out, settings,
+            workers=args.workers, scheduler=args.scheduler, dask_local=args.dask_local,
+            resume=args.resume, retry_errors=args.retry_errors, timeout=args.timeout,
+            overlays=not args.no_overlays, seg=args.seg, mask=args.mask,
+            progress="quiet" if args.quiet else "auto",
+        )
     except (FileNotFoundError, ValueError) as exc:
         print(f"calcimg extract: {exc}", file=sys.stderr)
         return 2
-    except OSError as exc:
-        print(f"calcimg extract: cannot write results: {exc}", file=sys.stderr)
+    except OutputError as exc:
+        print(f"calcimg extract: {exc}", file=sys.stderr)
         return 1
-    print(f"{summary.n_ok} series ok, {summary.n_error} failed, {summary.n_skipped} skipped; "
+    resumed = f" ({summary.n_resumed} from an earlier run)" if summary.n_resumed else ""
+    print(f"{summary.n_ok} series ok, {summary.n_error} failed, {summary.n_skipped} skipped{resumed}; "
           f"{summary.n_lesions} lesions. Results in {summary.out_dir}/ (lesions.csv, series.csv)")
     return summary.exit_code
 
@@ -107,9 +147,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     pe = sub.add_parser("extract", help="segment and measure every series; write lesions.csv and series.csv")
     pe.add_argument("inputs", nargs="+", help="DICOM files or folders, NIfTI/NRRD files")
-    pe.add_argument("--out", required=True, help="output folder")
-    pe.add_argument("--pipeline", help="settings TOML file")
-    pe.add_argument("--quiet", action="store_true", help="no per-series log lines")
+    pe.add_argument("--out", required=True, help="output folder (not inside an input folder)")
+    pe.add_argument("--pipeline", metavar="NAME_OR_PATH",
+                    help="settings: a name from pipelines/ (ct, radiograph, high_sensitivity) or a TOML file")
+    run = pe.add_argument_group("execution")
+    run.add_argument("--workers", type=int, metavar="N",
+                     help="local worker processes (default: CPU count; 0 = in this process)")
+    run.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="run on this dask.distributed scheduler")
+    run.add_argument("--dask-local", type=int, metavar="N", help="start a local dask cluster of N workers")
+    run.add_argument("--timeout", type=float, metavar="SECONDS",
+                     help="stop a series that takes longer; it becomes an error row")
+    run.add_argument("--resume", action="store_true",
+                     help="keep series already done with the same settings in --out, redo the others")
+    run.add_argument("--retry-errors", action="store_true", help="with --resume, redo series that failed")
+    outp = pe.add_argument_group("outputs")
+    outp.add_argument("--seg", action="store_true", help="also write seg/<series>.dcm (DICOM SEG, CT; needs highdicom)")
+    outp.add_argument("--no-overlays", action="store_true", help="do not draw overlays/<series>.png")
+    pe.add_argument("--quiet", action="store_true", help="no progress bar or per-series lines; failures only")
+    pe.add_argument("--mask", metavar="MASK",
+                    help="NIfTI/NRRD label image on the input's grid: measure each label instead of segmenting")
     pe.set_defaults(func=cmd_extract)
 
     pp = sub.add_parser("phantom", help="write synthetic CT and radiograph studies with ground truth")

@@ -10,14 +10,16 @@ import inspect
 import sys
 from pathlib import Path
 
-from calcimg.features import context, morphology, size
+from calcimg.features import context, intensity, morphology, size, study
 from calcimg.report._columns import LESION_COLUMNS, SERIES_COLUMNS
 
 _FAMILIES = [
     ("Identity, position and size", size.size_features),
-    ("Context: bone and skin", context.context_features),
+    ("Intensity and rim-to-core profile (CT)", intensity.intensity_features),
+    ("Context: bone, skin, compartment, ossification", context.context_features),
     ("IBSI morphology (CT)", morphology.morphology_3d),
     ("2D shape (radiographs)", morphology.morphology_2d),
+    ("Study level (series.csv)", study.study_features),
 ]
 
 

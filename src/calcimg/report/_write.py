@@ -12,16 +12,17 @@ from calcimg.report._columns import LESION_COLUMNS, SERIES_COLUMNS, data_diction
 from calcimg.settings import Settings
 
 
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write `text` to `path` through a temporary file in the same folder and a rename.
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write `data` to `path` through a temporary file in the same folder, fsync and a rename.
 
-    A reader sees the old file or the new one, never half of one; a crash leaves the old file.
+    A reader sees the old file or the new one, never half of one; a crash (even SIGKILL) leaves
+    the old file and at worst a hidden ``.<name>.<random>.tmp`` beside it.
     """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fp:
-            fp.write(text)
+        with os.fdopen(fd, "wb") as fp:
+            fp.write(data)
             fp.flush()
             os.fsync(fp.fileno())
         os.replace(tmp, path)
@@ -31,6 +32,11 @@ def atomic_write_text(path: str | Path, text: str) -> None:
         except FileNotFoundError:
             pass
         raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write `text` (UTF-8) to `path` atomically, as `atomic_write_bytes` does."""
+    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def _fmt(value) -> str:
@@ -60,12 +66,18 @@ def write_csv(path: str | Path, rows: Iterable[dict], columns: Sequence[str]) ->
     atomic_write_text(path, buf.getvalue())
 
 
+def write_data_dictionary(out_dir: str | Path) -> None:
+    """data_dictionary.csv: every column of lesions.csv and series.csv with unit and meaning."""
+    write_csv(Path(out_dir) / "data_dictionary.csv", data_dictionary_rows(),
+              ["file", "column", "unit", "description", "ibsi_code"])
+
+
 def write_outputs(out_dir: str | Path, lesion_rows: list[dict], series_rows: list[dict], settings: Settings) -> None:
-    """Write lesions.csv, series.csv, data_dictionary.csv and settings.toml into `out_dir`."""
+    """Write lesions.csv, series.csv, data_dictionary.csv and settings.toml into `out_dir`
+    (rows written in the order given; `calcimg.batch` merges per-series parts instead)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     write_csv(out / "lesions.csv", lesion_rows, [c.name for c in LESION_COLUMNS])
     write_csv(out / "series.csv", series_rows, [c.name for c in SERIES_COLUMNS])
-    write_csv(out / "data_dictionary.csv", data_dictionary_rows(),
-              ["file", "column", "unit", "description", "ibsi_code"])
+    write_data_dictionary(out)
     atomic_write_text(out / "settings.toml", settings.to_toml())
