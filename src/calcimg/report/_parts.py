@@ -20,14 +20,12 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import re
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
 from calcimg.report._columns import LESION_COLUMNS, SERIES_COLUMNS
-from calcimg.report._write import atomic_write_bytes, atomic_write_text, write_csv
+from calcimg.report._write import atomic_path, atomic_write_bytes, atomic_write_text, write_csv
 
 PART_FORMAT = 1
 PARTS_DIR = "parts"
@@ -145,20 +143,8 @@ def write_parquet(path: str | Path, rows: list[dict], columns: list[str]) -> Non
     extra = sorted({k for r in rows for k in r} - set(columns))
     names = list(columns) + extra
     table = pa.table({name: _arrow_column([r.get(name) for r in rows]) for name in names})
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         pq.write_table(table, tmp)
-        with open(tmp, "rb") as fp:
-            os.fsync(fp.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 def write_tables(out_dir: str | Path, series_rows: list[dict], lesion_rows: list[dict]) -> None:

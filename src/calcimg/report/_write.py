@@ -6,24 +6,26 @@ import math
 import os
 import tempfile
 from collections.abc import Iterable, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from calcimg.report._columns import LESION_COLUMNS, SERIES_COLUMNS, data_dictionary_rows
 from calcimg.settings import Settings
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write `data` to `path` through a temporary file in the same folder, fsync and a rename.
+@contextmanager
+def atomic_path(path: str | Path):
+    """Yield a temporary path beside `path`; on success fsync it and rename it over `path`.
 
     A reader sees the old file or the new one, never half of one; a crash (even SIGKILL) leaves
     the old file and at worst a hidden ``.<name>.<random>.tmp`` beside it.
     """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as fp:
-            fp.write(data)
-            fp.flush()
+        yield Path(tmp)
+        with open(tmp, "rb") as fp:
             os.fsync(fp.fileno())
         os.replace(tmp, path)
     except BaseException:
@@ -32,6 +34,12 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         except FileNotFoundError:
             pass
         raise
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write `data` to `path` atomically (see `atomic_path`)."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

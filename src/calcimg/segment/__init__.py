@@ -1,14 +1,12 @@
 """Segmentation: the only place that passes over whole volumes.
 
 `segment_ct` finds calcified lesions in CT (body, bone and metal handled) and `crop_lesions`
-cuts them out with their context. `segment_ct_threshold` is the plain threshold + components
-baseline, kept for comparison.
+cuts them out with their context.
 """
 
 from calcimg.segment._crop import crop_lesions
 from calcimg.segment._ct import segment_ct
 from calcimg.segment._runs import label_runs, label_runs_scipy
-from calcimg.segment._threshold import segment_ct_threshold
 from calcimg.segment._types import Segmentation
 
 __all__ = [
@@ -17,5 +15,4 @@ __all__ = [
     "label_runs",
     "label_runs_scipy",
     "segment_ct",
-    "segment_ct_threshold",
 ]
