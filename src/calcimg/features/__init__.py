@@ -3,14 +3,22 @@
 `lesion_features` runs every family and joins their ``not_assessed`` reasons.
 """
 
+from calcimg.features._shape import CACHE_KEY as _SHAPE_CACHE
 from calcimg.features.context import CONTEXT_COLUMNS, context_features
+from calcimg.features.fluid_level import FLUID_LEVEL_COLUMNS, fluid_level_features
 from calcimg.features.intensity import INTENSITY_COLUMNS, intensity_features
+from calcimg.features.linearity import LINEARITY_COLUMNS, linearity_features
+from calcimg.features.lobulation import LOBULATION_COLUMNS, lobulation_features
 from calcimg.features.morphology import MORPHOLOGY_COLUMNS, morphology_features
+from calcimg.features.rim import RIM_COLUMNS, rim_features
+from calcimg.features.septation import SEPTATION_COLUMNS, septation_features
 from calcimg.features.size import size_features
 from calcimg.features.study import SERIES_STUDY_COLUMNS, study_features
 from calcimg.lesion import Lesion
 
-FAMILIES = (size_features, intensity_features, context_features, morphology_features)
+FAMILIES = (size_features, intensity_features, context_features, morphology_features,
+            lobulation_features, septation_features, linearity_features, rim_features,
+            fluid_level_features)
 
 
 def lesion_features(lesion: Lesion) -> dict:
@@ -24,6 +32,7 @@ def lesion_features(lesion: Lesion) -> dict:
             reasons.append(reason)
         row.update(values)
     lesion.context.pop("_envelope_depth", None)  # a per-measurement cache, not context
+    lesion.context.pop(_SHAPE_CACHE, None)  # likewise (the isotropic envelope of the descriptors)
     row["not_assessed"] = "; ".join(reasons)
     return row
 
@@ -31,13 +40,23 @@ def lesion_features(lesion: Lesion) -> dict:
 __all__ = [
     "CONTEXT_COLUMNS",
     "FAMILIES",
+    "FLUID_LEVEL_COLUMNS",
     "INTENSITY_COLUMNS",
+    "LINEARITY_COLUMNS",
+    "LOBULATION_COLUMNS",
     "MORPHOLOGY_COLUMNS",
+    "RIM_COLUMNS",
+    "SEPTATION_COLUMNS",
     "SERIES_STUDY_COLUMNS",
     "context_features",
+    "fluid_level_features",
     "intensity_features",
     "lesion_features",
+    "linearity_features",
+    "lobulation_features",
     "morphology_features",
+    "rim_features",
+    "septation_features",
     "size_features",
     "study_features",
 ]

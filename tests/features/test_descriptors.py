@@ -1,0 +1,147 @@
+"""Lobulation, septation, linearity and rim smoothness on analytic shapes with known answers,
+and their invariance to rotation and anisotropic spacing (hypothesis)."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from scipy.spatial.transform import Rotation
+
+from calcimg.features import (
+    lesion_features,
+    linearity_features,
+    lobulation_features,
+    rim_features,
+    septation_features,
+)
+from calcimg.features import linearity as linearity_module
+from calcimg.features import lobulation as lobulation_module
+from calcimg.features import rim as rim_module
+from calcimg.features import septation as septation_module
+
+sys.path.insert(0, str(Path(__file__).parent))
+import _shapes as shapes
+
+FAMILIES = (lobulation_features, septation_features, linearity_features, rim_features)
+SCORES = ("lobulation", "septation", "linearity", "rim_smoothness")
+
+
+def measure(lesion) -> dict:
+    row: dict = {}
+    for family in FAMILIES:
+        row.update(family(lesion))
+    lesion.context.clear()
+    return row
+
+
+def test_sphere():
+    row = measure(shapes.sphere())
+    assert row["lobulation"] < 0.05 and row["lobe_count"] == 1
+    assert row["rim_smoothness"] > 0.9 and row["rim_roughness_rel"] < 0.03
+    assert row["linearity"] < 0.05 and row["loculus_count"] == 1 and row["septation"] == 0
+    assert row["ring_completeness"] == 1.0 and abs(row["rim_core_index"]) < 0.05  # solid
+
+
+def test_six_overlapping_spheres():
+    row = measure(shapes.flower(6))
+    assert row["lobe_count"] == 6
+    assert row["lobulation"] > 0.9
+    assert row["convexity_defect_count"] >= 1 and row["lobulation_solidity"] < 0.9
+    assert row["rim_smoothness"] < 0.1
+
+
+def test_cylinder_40_by_3_mm():
+    row = measure(shapes.cylinder(40.0, 3.0))
+    assert row["linearity"] > 0.9
+    assert row["principal_length_mm"] == pytest.approx(40.0, rel=0.05)
+    assert row["skeleton_length_mm"] == pytest.approx(40.0, rel=0.15)
+    assert row["tortuosity"] < 1.05 and row["lobulation"] < 0.05
+
+
+def test_thin_shell_with_water_core_is_the_rim_pattern():
+    row = measure(shapes.shell(radius=9.0, wall=1.5))
+    assert row["rim_core_index"] > 0.9 and row["ring_completeness"] > 0.95
+    assert row["rim_smoothness"] > 0.9
+    assert row["cavity_count"] == 1 and row["loculus_count"] == 1 and row["septation"] == 0
+    assert row["lobulation"] < 0.05 and row["linearity"] < 0.05
+
+
+def test_cyst_split_by_three_septa_has_four_loculi():
+    row = measure(shapes.shell(radius=10.0, wall=1.5, septa=(-4.5, 0.0, 4.5)))
+    assert row["loculus_count"] == 4 and row["cavity_count"] == 4
+    assert row["septation"] == pytest.approx(1 - math.exp(-1.5))
+
+
+def test_radiograph_disc_and_bar():
+    row = measure(shapes.disc(8.0))
+    assert row["lobulation"] < 0.05 and row["rim_smoothness"] > 0.9 and row["lobe_count"] == 1
+    x = shapes.grid((23.0, 4.5), (0.2, 0.2))
+    bar = shapes.lesion_from(np.where((np.abs(x[0]) <= 20) & (np.abs(x[1]) <= 1.5), 701.0, 1.0),
+                             (0.2, 0.2), "radiograph")
+    row = measure(bar)
+    assert row["linearity"] > 0.85 and np.isnan(row["westin_planar"])
+
+
+def test_below_minimum_size_is_nan_with_a_reason():
+    les = shapes.sphere(radius=1.0, spacing=(0.5, 0.5, 0.5))
+    for family, module in ((lobulation_features, lobulation_module), (septation_features, septation_module),
+                           (linearity_features, linearity_module), (rim_features, rim_module)):
+        row = family(les)
+        assert all(math.isnan(row[c]) for c in module.COLUMNS)
+        assert "too small" in row["not_assessed"]
+    row = lesion_features(shapes.sphere(radius=1.0, spacing=(0.5, 0.5, 0.5)))
+    assert math.isnan(row["lobulation"]) and "lobulation" in row["not_assessed"]
+    assert "_descriptor_shape" not in row
+
+
+def test_lesion_features_has_the_columns_and_drops_the_cache():
+    les = shapes.sphere()
+    row = lesion_features(les)
+    for name in (*SCORES, "lobe_count", "loculus_count"):
+        assert name in row
+    assert "_descriptor_shape" not in les.context
+
+
+# ------------------------------------------------------------------ invariance (hypothesis)
+
+SPACINGS = [(0.8, 0.8, 0.8), (2.5, 0.6, 0.6), (0.6, 0.6, 2.5), (0.6, 1.25, 0.6)]
+REFERENCE = {}
+
+
+def _reference(name, build):
+    if name not in REFERENCE:
+        REFERENCE[name] = measure(build(spacing=(0.5, 0.5, 0.5)))
+    return REFERENCE[name]
+
+
+@pytest.mark.parametrize(("name", "build", "scores"), [
+    ("sphere", lambda **kw: shapes.sphere(8.0, **kw), SCORES),
+    ("flower", lambda **kw: shapes.flower(6, **kw), SCORES),
+    ("cylinder", lambda **kw: shapes.cylinder(40.0, 3.0, **kw), ("lobulation", "septation", "linearity")),
+    ("shell", lambda **kw: shapes.shell(9.0, 1.5, **kw), SCORES),
+])
+@settings(max_examples=3, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(angles=st.tuples(*(st.floats(0, 360),) * 3), spacing=st.sampled_from(SPACINGS))
+def test_scores_invariant_to_rotation_and_spacing(name, build, scores, angles, spacing):
+    ref = _reference(name, build)
+    rot = Rotation.from_euler("xyz", angles, degrees=True).as_matrix()
+    row = measure(build(spacing=spacing, rotation=rot))
+    for score in scores:
+        assert abs(row[score] - ref[score]) < 0.05, (name, score, spacing, angles, row[score], ref[score])
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "known: linearity of a flat six-lobed flower rises to 0.32 (from 0) when tilted and sampled "
+    "at 2.5 mm slices; found by hypothesis, fix the slenderness estimate on thick slices"))
+def test_flower_linearity_on_thick_tilted_slices():
+    ref = _reference("flower", lambda **kw: shapes.flower(6, **kw))
+    rot = Rotation.from_euler("xyz", (0.0, 311.5, 146.0), degrees=True).as_matrix()
+    row = measure(shapes.flower(6, spacing=(2.5, 0.6, 0.6), rotation=rot))
+    assert abs(row["linearity"] - ref["linearity"]) < 0.05
