@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from calcimg import __version__
+from calcimg.criteria import apply as apply_criteria
+from calcimg.criteria import default_table, study_context
 from calcimg.errors import CalcimgError
 from calcimg.features import lesion_features, study_features
 from calcimg.io import Series, load
@@ -71,21 +73,27 @@ def segment_scan(scan: Scan, settings: Settings) -> Segmentation:
 
 
 def measure_scan(scan: Scan, settings: Settings, seg: Segmentation | None = None) -> list[dict]:
-    """Segment a loaded scan and measure every lesion: one dict per lesion, in lesion_id order."""
+    """Segment a loaded scan and measure every lesion: one dict per lesion, in lesion_id order,
+    with the criteria stage's ``pattern``, ``score_*`` and ``evidence`` (calcimg.criteria)."""
     seg = seg if seg is not None else segment_scan(scan, settings)
+    table = default_table()
     rows = []
     for lesion in crop_lesions_in_context(scan, seg):
+        lesion.context["gravity_source"] = scan.gravity_source  # why fluid levels are not assessed
         row = {"study_uid": scan.study_uid, "series_uid": scan.series_uid, "lesion_id": lesion.lesion_id}
         row.update(lesion_features(lesion))
-        rows.append(row)
+        rows.append(apply_criteria(row, table))
     return rows
 
 
 def study_row(scan: Scan, seg: Segmentation, rows: list[dict]) -> dict:
-    """The study-level columns of the series row (bone density, vascular count). A failure here
-    empties them with the reason; it never fails the series."""
+    """The study-level columns of the series row (bone density, vascular count, the criteria's
+    metabolic-calcinosis flag). A failure here empties them with the reason; it never fails the
+    series."""
     try:
-        return study_features(scan, seg, rows)
+        row = study_features(scan, seg, rows)
+        row.update(study_context(rows, row, default_table()))
+        return row
     except Exception as exc:  # context for the row, not worth losing the lesions over
         return {"study_not_assessed": f"study features failed: {type(exc).__name__}: {exc}"}
 

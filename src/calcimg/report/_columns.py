@@ -8,7 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from calcimg.criteria._table import PATTERNS
+from calcimg.features.fluid_level import FLUID_LEVEL_COLUMNS
+from calcimg.features.linearity import LINEARITY_COLUMNS
+from calcimg.features.lobulation import LOBULATION_COLUMNS
 from calcimg.features.morphology import MORPHOLOGY_COLUMNS
+from calcimg.features.rim import RIM_COLUMNS
+from calcimg.features.septation import SEPTATION_COLUMNS
 
 
 @dataclass(frozen=True)
@@ -51,6 +57,11 @@ LESION_COLUMNS: tuple[Column, ...] = (
     Column("ossification_score", "", "CT, 0..1: cortical-shell completeness x marrow-like (100-400 HU or fat) fraction of the core"),
     Column("ossified", "", "CT: 1 when a cortical shell (>= 70 % of the rim) encloses a marrow-like core (>= 50 %), 0 otherwise: heterotopic bone / mature myositis ossificans vs calcification"),
     *(Column(*c) for c in MORPHOLOGY_COLUMNS),
+    *(Column(*c) for c in (*LOBULATION_COLUMNS, *SEPTATION_COLUMNS, *LINEARITY_COLUMNS, *RIM_COLUMNS)),
+    *(Column(*c) for c in FLUID_LEVEL_COLUMNS),
+    Column("pattern", "", "Criteria stage: the pattern whose criteria score best (CONTRACT.md vocabulary), or indeterminate when none leads by the table's margin or key features were not assessable (docs/criteria.md)"),
+    *(Column(f"score_{p}", "", f"Criteria stage, 0..1: support for the {p} pattern from the criteria table, lowered by not-assessed criteria (docs/criteria.md)") for p in PATTERNS),
+    Column("evidence", "", "Criteria stage: the criteria of the chosen (or leading) pattern that fired, in words with their values; 'against:' marks criteria arguing against it"),
     Column("not_assessed", "", "Features that could not be measured, and why"),
 )
 
@@ -82,8 +93,11 @@ SERIES_COLUMNS: tuple[Column, ...] = (
     Column("demineralised", "", "CT: 1 when trabecular_bone_hu < demineralised_threshold_hu, else 0; empty when not measured (soft indicator of metabolic calcification)"),
     Column("demineralised_threshold_hu", "HU", "Threshold used for demineralised (120 HU, from L1 age norms [PICK19])"),
     Column("demineralised_source", "", "Where the demineralisation threshold comes from"),
-    Column("n_vascular_calcifications", "", "Lesions whose pattern is vascular; empty until patterns are assigned"),
+    Column("n_vascular_calcifications", "", "Lesions whose pattern is vascular (criteria stage)"),
     Column("study_not_assessed", "", "Study-level columns that could not be measured, and why"),
+    Column("metabolic_calcinosis_consistent", "", "1 when a tumoral-calcinosis pattern comes with demineralised bone or vascular calcification in the series: consistent with metabolic (e.g. renal-failure) calcinosis, which imaging cannot tell from hereditary tumoral calcinosis; 0 when neither; empty without a TC pattern or when bone density is unknown and no vascular calcification was seen"),
+    Column("metabolic_calcinosis_evidence", "", "Why metabolic_calcinosis_consistent has its value, in words"),
+    Column("criteria_table", "", "Version and content digest of the criteria table that assigned the patterns"),
 )
 
 

@@ -10,7 +10,18 @@ import inspect
 import sys
 from pathlib import Path
 
-from calcimg.features import context, intensity, morphology, size, study
+from calcimg.features import (
+    context,
+    fluid_level,
+    intensity,
+    linearity,
+    lobulation,
+    morphology,
+    rim,
+    septation,
+    size,
+    study,
+)
 from calcimg.report._columns import LESION_COLUMNS, SERIES_COLUMNS
 
 _FAMILIES = [
@@ -19,6 +30,11 @@ _FAMILIES = [
     ("Context: bone, skin, compartment, ossification", context.context_features),
     ("IBSI morphology (CT)", morphology.morphology_3d),
     ("2D shape (radiographs)", morphology.morphology_2d),
+    ("Lobulation (CT 3D, radiographs 2D)", lobulation.lobulation_features),
+    ("Septation (CT 3D, radiographs 2D)", septation.septation_features),
+    ("Linearity (CT 3D, radiographs 2D)", linearity.linearity_features),
+    ("Rim smoothness and rim calcification (CT 3D, radiographs 2D)", rim.rim_features),
+    ("Fluid-calcium levels (CT 3D, radiographs 2D)", fluid_level.fluid_level_features),
     ("Study level (series.csv)", study.study_features),
 ]
 

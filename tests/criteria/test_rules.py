@@ -1,0 +1,162 @@
+"""One test per rule family of the evaluator: membership ramps, grade x direction weights,
+not-assessed handling, the indeterminate rules, evidence in words, the fluid-level and location
+caveats, and the study-level metabolic-calcinosis flag."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from calcimg.criteria import PATTERNS, evaluate, load_table, membership, study_context
+from calcimg.criteria._evaluate import apply
+
+HEAD = """
+version = "t"
+[scoring]
+direction_weights = { "++" = 2.0, "+" = 1.0, "-" = -1.0, "--" = -2.0 }
+grade_weights = { A = 1.0, B = 0.8, C = 0.6, D = 0.4 }
+fires_at = 0.5
+min_evidence = 0.0
+coverage_exponent = 1.0
+min_score = 0.3
+margin = 0.1
+min_coverage = 0.0
+[sources]
+S = "a source"
+"""
+
+
+def _mini(tmp_path: Path, criteria: str) -> object:
+    """A table whose every pattern has one filler criterion on `filler` (never in the rows)."""
+    text = HEAD + "".join(f'[patterns.{p}]\nlabel = "{p}"\n' for p in PATTERNS)
+    for p in PATTERNS:
+        text += (f'[[criteria]]\nid = "fill_{p}"\npattern = "{p}"\nfeature = "filler"\ntest = "above"\n'
+                 'threshold = 0.0\nwidth = 1.0\ndirection = "+"\ngrade = "D"\nsources = ["S"]\n'
+                 'says = "filler"\nmodality = "radiograph"\n')
+    path = tmp_path / "t.toml"
+    path.write_text(text + criteria, encoding="utf-8")
+    return load_table(path, known={"filler", "x", "y", "z", "kind"})
+
+
+def _crit(cid, pattern, feature, test, direction="+", grade="A", extra=""):
+    thr = {"above": "threshold = 10.0\nwidth = 1.0\n", "below": "threshold = 10.0\nwidth = 1.0\n",
+           "between": "threshold = [5.0, 15.0]\nwidth = 1.0\n", "in": 'values = ["yes", 1]\n'}[test]
+    return (f'[[criteria]]\nid = "{cid}"\npattern = "{pattern}"\nfeature = "{feature}"\ntest = "{test}"\n'
+            f'{thr}direction = "{direction}"\ngrade = "{grade}"\nsources = ["S"]\n'
+            f'says = "{cid} ({{value:.1f}})"\n{extra}')
+
+
+def test_membership_ramps(tmp_path):
+    t = _mini(tmp_path, _crit("a", "phlebolith", "x", "above") + _crit("b", "phlebolith", "x", "below")
+              + _crit("c", "phlebolith", "x", "between") + _crit("d", "phlebolith", "y", "in"))
+    a, b, c, d = (next(k for k in t.criteria if k.id == i) for i in "abcd")
+    assert membership(a, 10.0) == pytest.approx(0.5)
+    assert membership(a, 14.0) == pytest.approx(1 / (1 + math.exp(-4)))
+    assert membership(a, 12.0) + membership(b, 12.0) == pytest.approx(1.0)  # mirror images
+    assert membership(c, 10.0) > 0.98 and membership(c, 5.0) < 0.51 and membership(c, 20.0) < 0.01
+    assert membership(d, "yes") == 1.0 and membership(d, 1) == 1.0 and membership(d, "no") == 0.0
+    assert membership(d, 0) == 0.0
+
+
+def test_grade_and_direction_weight_the_score(tmp_path):
+    rows = {"kind": "ct", "x": 20.0}
+    strong = _mini(tmp_path, _crit("s", "phlebolith", "x", "above", "++", "A")
+                   + _crit("w", "phlebolith", "z", "above", "+", "D"))
+    # z not assessed: support = 2 * m / 2 ~ 1; coverage = 2 / 2.4
+    out = evaluate(rows, strong)
+    assert out["score_phlebolith"] == pytest.approx(2 / 2.4, abs=2e-3)
+    against = _mini(tmp_path, _crit("s", "phlebolith", "x", "above", "+", "A")
+                    + _crit("n", "phlebolith", "x", "above", "-", "C"))
+    out = evaluate(rows, against)  # (1 - 0.6) / 1, coverage 1
+    assert out["score_phlebolith"] == pytest.approx(0.4, abs=2e-3)
+    assert "against: n (20.0)" in out["evidence"]
+
+
+def test_not_assessed_lowers_confidence_but_never_counts_as_absent(tmp_path):
+    t = _mini(tmp_path, _crit("p", "hydatid_cyst", "x", "above", "+", "A")
+              + _crit("q", "hydatid_cyst", "y", "in", "+", "A")
+              + _crit("r", "hydatid_cyst", "z", "above", "--", "A"))
+    full = evaluate({"kind": "ct", "x": 20.0, "y": "yes", "z": 0.0}, t)
+    absent = evaluate({"kind": "ct", "x": 20.0, "y": "no", "z": 0.0}, t)
+    missing = evaluate({"kind": "ct", "x": 20.0, "y": float("nan"), "z": 0.0}, t)
+    assert full["score_hydatid_cyst"] > missing["score_hydatid_cyst"] > absent["score_hydatid_cyst"]
+    assert missing["criteria_not_assessed"] == ["y"]
+    # a missing argues-against criterion is not evidence either way: no penalty, lower coverage
+    no_z = evaluate({"kind": "ct", "x": 20.0, "y": "yes"}, t)
+    assert no_z["score_hydatid_cyst"] < full["score_hydatid_cyst"]
+    assert no_z["pattern"] == "hydatid_cyst"
+
+
+def test_indeterminate_by_margin_min_score_and_key(tmp_path):
+    t = _mini(tmp_path, _crit("a", "phlebolith", "x", "above") + _crit("b", "parasitic", "x", "above")
+              + _crit("k", "lymph_node", "x", "above") + _crit("k2", "lymph_node", "y", "in", extra="key = true\n"))
+    out = evaluate({"kind": "ct", "x": 20.0}, t)
+    assert out["pattern"] == "indeterminate"  # three patterns tie
+    assert "does not lead" in out["evidence"]
+    t = _mini(tmp_path, _crit("k", "lymph_node", "x", "above", "++") + _crit("k2", "lymph_node", "y", "in", extra="key = true\n"))
+    out = evaluate({"kind": "ct", "x": 20.0}, t)
+    assert out["pattern"] == "indeterminate" and "key feature not assessable (y)" in out["evidence"]
+    assert evaluate({"kind": "ct", "x": 20.0, "y": "yes"}, t)["pattern"] == "lymph_node"
+    out = evaluate({"kind": "ct", "x": 0.0, "y": "no"}, t)
+    assert out["pattern"] == "indeterminate" and "reaches" in out["evidence"]
+
+
+def test_modality_selects_criteria(tmp_path):
+    t = _mini(tmp_path, _crit("c", "vascular", "x", "above", extra='modality = "ct"\n'))
+    assert evaluate({"kind": "ct", "x": 20.0}, t)["pattern"] == "vascular"
+    # on a radiograph the CT criterion does not apply (n/a, not "not assessed")
+    out = evaluate({"kind": "radiograph", "x": 20.0}, t)
+    assert out["score_vascular"] == 0.0 and "x" not in out["criteria_not_assessed"]
+
+
+def test_evidence_in_words_and_not_assessed_appended():
+    t = load_table()
+    row = {"kind": "ct", "max_diameter_mm": 24.0, "lobulation": 0.8, "fluid_level": 1,
+           "fluid_level_count": 2, "bone_distance_mm": 6.2, "not_assessed": "septation: too small"}
+    apply(row, t)
+    assert row["pattern"] == "tumoral_calcinosis"
+    assert "lobulated (0.80)" in row["evidence"] and "fluid level (2 loculi)" in row["evidence"]
+    assert "separate from bone (6.2 mm)" in row["evidence"]
+    assert row["not_assessed"].startswith("septation: too small; criteria:")
+    assert all(0.0 <= row[f"score_{p}"] <= 1.0 for p in PATTERNS)
+
+
+def test_fluid_level_is_strong_but_not_pathognomonic_and_neck_is_not_an_exclusion():
+    t = load_table()
+    base = {"kind": "ct", "max_diameter_mm": 24.0, "lobulation": 0.8, "bone_distance_mm": 5.0,
+            "ibsi_volume_density_convex_hull": 0.7, "linearity": 0.1, "ossified": 0, "skin_depth_mm": 20.0,
+            "lobe_count": 4, "septation": 0.6}
+    with_level = evaluate({**base, "fluid_level": 1}, t)
+    without = evaluate({**base, "fluid_level": 0}, t)
+    unknown = evaluate(base, t)
+    assert with_level["score_tumoral_calcinosis"] > without["score_tumoral_calcinosis"]
+    # absence of a level is not evidence against TC: same support, only coverage differs
+    assert without["pattern"] == unknown["pattern"] == "tumoral_calcinosis"
+    assert without["score_tumoral_calcinosis"] > unknown["score_tumoral_calcinosis"]  # coverage
+    # a level also supports dermatomyositis milk of calcium and calcific myonecrosis
+    for p in ("calcinosis_cutis", "dystrophic"):
+        assert evaluate({"kind": "ct", "fluid_level": 1}, t)[f"score_{p}"] > 0
+    # a nodal-station location weakens TC, it does not exclude it
+    neck = evaluate({**base, "fluid_level": 1, "anatomic_region": "neck"}, t)
+    assert neck["pattern"] == "tumoral_calcinosis"
+    assert 0 < neck["score_tumoral_calcinosis"] < with_level["score_tumoral_calcinosis"]
+
+
+def test_study_context_flags_metabolic_calcinosis():
+    t = load_table()
+    tc = {"lesion_id": 1, "pattern": "tumoral_calcinosis"}
+    vasc = {"lesion_id": 2, "pattern": "vascular"}
+    out = study_context([tc, vasc], {"demineralised": 0, "trabecular_bone_hu": 200.0}, t)
+    assert out["metabolic_calcinosis_consistent"] == 1 and out["n_vascular_calcifications"] == 1
+    assert "renal-failure" in out["metabolic_calcinosis_evidence"]
+    out = study_context([tc], {"demineralised": 1, "trabecular_bone_hu": 95.0,
+                               "demineralised_threshold_hu": 120.0}, t)
+    assert out["metabolic_calcinosis_consistent"] == 1 and "95 HU < 120 HU" in out["metabolic_calcinosis_evidence"]
+    out = study_context([tc], {"demineralised": 0}, t)
+    assert out["metabolic_calcinosis_consistent"] == 0
+    out = study_context([tc], {"demineralised": float("nan")}, t)  # radiograph: bone density unknown
+    assert math.isnan(out["metabolic_calcinosis_consistent"])
+    out = study_context([vasc], {"demineralised": 1}, t)
+    assert math.isnan(out["metabolic_calcinosis_consistent"]) and out["n_vascular_calcifications"] == 1
