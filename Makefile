@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO_DATA := sample_data/demo
 
-.PHONY: demo test lint bench clean-demo
+.PHONY: demo test lint bench clean-demo notebooks
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,11 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
+
+# notebooks/html/*.html: both notebooks executed on the demo data (out/ is made if missing)
+notebooks: $(STAMP) $(DEMO_DATA)/.complete
+	cd notebooks && CALCIMG_LINKS=file ../$(PY) -m nbconvert --to html --execute \
+		--ExecutePreprocessor.timeout=600 --output-dir html inspect_study.ipynb batch_overview.ipynb
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_load.py
