@@ -189,8 +189,11 @@ def _split_bone(crop_hu, filled, comp_mask, spacing, settings: Settings) -> tupl
     rest = outside[box] & ~near_bone
     if not rest.any():
         return bone | comp_mask, []
-    # give back the margin shell, all pieces at once: each piece down to the bone surface
-    grown = ndimage.binary_dilation(rest, iterations=steps, mask=outside[box])
+    # give back the margin shell, all pieces at once: each piece down to the bone surface; only
+    # around the leftovers, which are few
+    sub = _bbox(rest, steps + 1, rest.shape)
+    grown = np.zeros_like(rest)
+    grown[sub] = ndimage.binary_dilation(rest[sub], iterations=steps, mask=outside[box][sub])
     bone_near = ndimage.binary_dilation(bone[box], iterations=1)
     lab = cc3d.connected_components(grown, connectivity=26)
     # slivers of cortex at joints and bone ends are small; a deposit on bone is not
