@@ -269,3 +269,33 @@ def test_phantom_supine_ap_view_is_not_assessable(phantom_rows):
 def test_phantom_level_angles(phantom_rows):
     found = [r["fluid_level_angle_deg"] for _, _, _, r in phantom_rows if r["fluid_level"] == 1]
     assert found and max(found) < 6.0, found
+
+
+@pytest.mark.parametrize("posture", list(POSTURES))
+def test_interface_point_lies_on_the_true_level(posture):
+    """Each level carries a point on its interface in patient mm (for drawing it): on the cyst's
+    true interface plane, 1.5 mm below the centre along gravity, in every posture."""
+    lesion = cyst_lesion(posture)
+    levels, _ = find_fluid_levels(lesion)
+    present = [lv for lv in levels if lv.present]
+    assert len(present) == 1
+    g = np.asarray(POSTURES[posture][2], float)
+    centre = lesion.index_to_physical((np.asarray(lesion.image.shape) - 1) / 2)
+    p = present[0].point_lps
+    assert abs((p - centre) @ g - 1.5) < 0.5, (p, centre)
+    assert np.linalg.norm(p - centre) < 5.0  # inside the 6 mm cyst, near its middle
+
+
+@pytest.mark.parametrize("gravity_rc", [(1.0, 0.0), (0.0, 1.0), (0.6, 0.8)], ids=["erect", "decubitus", "oblique"])
+def test_radiograph_interface_point_lies_on_the_level(gravity_rc):
+    """A radiograph level carries a point on its line in image-plane mm, 0.8 mm below the
+    lobule's centre along gravity (the level of `lobule_image`)."""
+    lesion = lobule_image(gravity_rc)
+    levels, _ = find_fluid_levels(lesion)
+    present = [lv for lv in levels if lv.present]
+    assert present
+    g = np.asarray(gravity_rc, float) / np.linalg.norm(gravity_rc)
+    centre = lesion.index_to_physical((np.asarray(lesion.image.shape) - 1) / 2)
+    p = present[0].point_lps
+    assert abs((p - centre) @ g - 0.8) < 0.5, (p, centre)
+    assert np.linalg.norm(p - centre) < 4.0

@@ -102,6 +102,8 @@ class Level:
     normal: np.ndarray
     floor_to_roof: float = NAN
     why_not: str = ""
+    point_index: np.ndarray | None = None  # a point on the interface, in crop array indices
+    point_lps: np.ndarray | None = None  # the same point in physical mm (CT: LPS; radiographs: image mm)
 
 
 # --------------------------------------------------------------------------------------------
@@ -130,6 +132,7 @@ class _Frame:
     envelope: np.ndarray
     spacing: np.ndarray  # mm per frame axis
     basis: np.ndarray  # rows: physical unit vector of each frame axis (gravity first)
+    to_crop: tuple[np.ndarray, np.ndarray] | None = None  # (M, t): crop index = M @ frame index + t
 
 
 def _gravity_frame(image: np.ndarray, mask: np.ndarray, spacing: np.ndarray,
@@ -152,8 +155,15 @@ def _gravity_frame(image: np.ndarray, mask: np.ndarray, spacing: np.ndarray,
         basis = direction[:, order].T.copy()
         if flip:
             basis[0] = -basis[0]
+        M = np.zeros((ndim, ndim))
+        t = np.zeros(ndim)
+        for k, a in enumerate(order):
+            M[a, k] = 1.0
+        if flip:
+            M[axis, 0] = -1.0
+            t[axis] = image.shape[axis] - 1
         return _Frame(np.ascontiguousarray(move(image), dtype=np.float32), np.ascontiguousarray(move(mask)),
-                      np.ascontiguousarray(move(env)), spacing[order], basis)
+                      np.ascontiguousarray(move(env)), spacing[order], basis, (M, t))
     # an orthonormal physical basis with gravity first
     basis = [g_phys]
     for e in np.eye(len(g_phys)):
@@ -177,7 +187,8 @@ def _gravity_frame(image: np.ndarray, mask: np.ndarray, spacing: np.ndarray,
     img = sample(np.asarray(image, np.float32), 1, background)
     m = sample(mask.astype(np.float32), 1, 0.0) >= 0.5
     e = sample(env.astype(np.float32), 1, 0.0) >= 0.5
-    return _Frame(img.astype(np.float32), m, e, np.full(ndim, s), basis)
+    to_crop = (np.linalg.solve(A, basis.T) * s, np.linalg.solve(A, basis.T @ lo))
+    return _Frame(img.astype(np.float32), m, e, np.full(ndim, s), basis, to_crop)
 
 
 # --------------------------------------------------------------------------------------------
@@ -295,9 +306,12 @@ def _pocket_level(img: np.ndarray, pocket: np.ndarray, fs: np.ndarray, basis: np
     ratio = _floor_to_roof(u[inl], h[inl], roof[inl], FLAT_FLOOR_MM)
     if ratio > MAX_FLOOR_TO_ROOF:
         why.append(f"floor as curved as the roof ({ratio:.2f}): a band or lens, not a level")
+    # a point on the interface: the middle of its columns, at the fitted height (sub-image indices)
+    u0 = u[inl].mean(axis=0)
+    local = np.r_[(coef[0] + coef[1:] @ u0) / sh, u0 / fs[1:]]
     return Level(present=not why, angle_deg=angle, area_mm2=float(area), coverage=coverage, contrast=step,
                  cnr=float(cnr), height_mm=float(np.median(h[inl])), normal=n_frame @ basis, floor_to_roof=ratio,
-                 why_not="; ".join(why))
+                 why_not="; ".join(why), point_index=local)
 
 
 def _ct_levels(frame: _Frame) -> tuple[list[Level], int]:
@@ -345,6 +359,8 @@ def _ct_levels(frame: _Frame) -> tuple[list[Level], int]:
             level = _pocket_level(img[grown], pocket, fs, frame.basis)
             if level is None:
                 continue
+            if level.point_index is not None:
+                level.point_index = _to_crop(frame, level.point_index + np.array([g.start for g in grown]))
             if prior and not level.present:
                 continue
             if not prior:
@@ -446,8 +462,17 @@ def _dx_levels(frame: _Frame) -> list[Level]:
             why.append(f"floor as straight as the roof ({ratio:.2f}): a band, not a level")
         out.append(Level(present=not why, angle_deg=angle, area_mm2=float(length), coverage=coverage,
                          contrast=contrast, cnr=contrast / noise, height_mm=float(coef[0] + coef[1] * cm * su),
-                         normal=n_frame @ frame.basis, floor_to_roof=ratio, why_not="; ".join(why)))
+                         normal=n_frame @ frame.basis, floor_to_roof=ratio, why_not="; ".join(why),
+                         point_index=_to_crop(frame, np.array([(coef[0] + coef[1] * cm * su) / sh - 0.5, cm]))))
     return _merge_lines(out, sh)
+
+
+def _to_crop(frame: _Frame, index: np.ndarray) -> np.ndarray | None:
+    """Frame array indices -> crop array indices."""
+    if frame.to_crop is None:
+        return None
+    M, t = frame.to_crop
+    return M @ index + t
 
 
 def _merge_lines(levels: list[Level], sh: float) -> list[Level]:
@@ -496,9 +521,18 @@ def find_fluid_levels(lesion: Lesion) -> tuple[list[Level], int | None]:
         spacing, direction = spacing[-2:], direction[-2:, -2:] if direction.shape == (3, 3) else direction
         gravity = gravity[-2:]
         frame = _gravity_frame(image, mask, spacing, direction, gravity, float(np.median(image)))
-        return _dx_levels(frame), None
+        levels = _dx_levels(frame)
+        if np.asarray(lesion.mask).ndim == 2:
+            for level in levels:
+                if level.point_index is not None:
+                    level.point_lps = lesion.index_to_physical(level.point_index)
+        return levels, None
     frame = _gravity_frame(image, mask, spacing, direction, gravity, -1000.0)
-    return _ct_levels(frame)
+    levels, tested = _ct_levels(frame)
+    for level in levels:
+        if level.point_index is not None:
+            level.point_lps = lesion.index_to_physical(level.point_index)
+    return levels, tested
 
 
 def fluid_level_features(lesion: Lesion) -> dict:

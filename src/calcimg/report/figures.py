@@ -228,53 +228,26 @@ def _gravity_arrow(ax, scan, v_axis: int, h_axis: int) -> str:
 # Fluid-level interfaces, when the fluid-level feature exposes them
 # --------------------------------------------------------------------------------------------
 
-_POINT_NAMES = ("point_lps", "point_mm", "point", "centre_lps", "center_lps", "centroid_lps",
-                "centre_mm", "center_mm")
-
-
-def _interface_point(level) -> np.ndarray | None:
-    get = level.get if isinstance(level, dict) else (lambda k, d=None: getattr(level, k, d))
-    for name in _POINT_NAMES:
-        p = get(name, None)
-        if p is not None:
-            return np.asarray(p, float)
-    return None
-
-
 def fluid_interfaces(scan, seg) -> dict[int, list[tuple[np.ndarray, np.ndarray]]]:
-    """The fluid-level interfaces per lesion id, as (point, normal) in physical mm (CT: LPS,
-    radiographs: image-plane mm along the array axes), for the levels found present.
-
-    Uses ``calcimg.features.fluid_level.find_fluid_levels`` when that module is installed and its
-    levels carry a point on the interface (``point_lps``, ``point_mm``, ``centre_lps``...) besides
-    their ``normal``; otherwise returns ``{}`` and nothing is drawn.
+    """The fluid-level interfaces per lesion id, as (point, normal) in physical mm (CT: LPS;
+    radiographs: image-plane mm along the array axes), for the levels found present
+    (``calcimg.features.fluid_level.find_fluid_levels``).
     """
-    try:
-        from calcimg.features import fluid_level as fl
-    except ImportError:
-        return {}
-    find = getattr(fl, "find_fluid_levels", None)
-    level_cls = getattr(fl, "Level", None)
-    fields = set(getattr(level_cls, "__dataclass_fields__", {}) or ())
-    if find is None or (fields and not fields & set(_POINT_NAMES)):
-        return {}  # the levels carry no position: nothing to draw
-    reason = getattr(fl, "gravity_reason", None)
+    from calcimg.features.fluid_level import find_fluid_levels, gravity_reason
     from calcimg.segment._context import crop_lesions_in_context
 
     out: dict[int, list] = {}
     for lesion in crop_lesions_in_context(scan, seg):
+        if gravity_reason(lesion):
+            continue
         try:
-            if reason is not None and reason(lesion):
-                continue
-            levels, _ = find(lesion)
+            levels, _ = find_fluid_levels(lesion)
         except Exception:  # a picture never fails over an optional overlay
             continue
         for lv in levels:
-            present = lv.get("present", True) if isinstance(lv, dict) else getattr(lv, "present", True)
-            p = _interface_point(lv)
-            n = lv.get("normal") if isinstance(lv, dict) else getattr(lv, "normal", None)
-            if present and p is not None and n is not None:
-                out.setdefault(lesion.lesion_id, []).append((p, np.asarray(n, float)))
+            if lv.present and lv.point_lps is not None:
+                out.setdefault(lesion.lesion_id, []).append((np.asarray(lv.point_lps, float),
+                                                             np.asarray(lv.normal, float)))
     return out
 
 
