@@ -97,19 +97,20 @@ def _rates(cm):
 
 @pytest.mark.slow
 def test_patterns_on_the_test_phantoms_regression_floor(test_confusion):
-    """What the table reaches now (measured 24/32 = 0.75 on the test preset): a floor against
-    regressions. Tumoral calcinosis, the pattern calcimg exists for, and the patterns with several
-    lesions are held to the issue's per-pattern 70 %."""
+    """What the table reaches now (measured 29/32 = 0.91 on the test preset): a floor against
+    regressions. The issue's overall 85 % holds; tumoral calcinosis, the pattern calcimg exists
+    for, and the patterns with several lesions are held to the issue's per-pattern 70 %."""
     overall, per, total = _rates(test_confusion)
     assert total >= 25  # enough lesions matched for the rates to mean something
-    assert overall >= 0.70
-    for p in ("tumoral_calcinosis", "parasitic", "phlebolith"):
+    assert overall >= OVERALL
+    for p in ("tumoral_calcinosis", "parasitic", "phlebolith", "vascular", "calcinosis_cutis"):
         assert per[p] >= PER_PATTERN, (p, dict(test_confusion[p]))
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason="issue 8 target (85 % overall, 70 % per pattern) not reached "
-                   "yet: vascular on radiographs, calcinosis cutis, myositis ossificans, tendinitis")
+@pytest.mark.xfail(strict=False, reason="issue 8 per-pattern 70 % not reached yet (overall 85 % is, "
+                   "see the floor test): the single calcific-tendinitis lesion is indeterminate against "
+                   "parasitic, one of two lymph nodes against phlebolith")
 def test_patterns_on_the_test_phantoms_reach_the_issue_targets(test_confusion):
     overall, per, _ = _rates(test_confusion)
     assert overall >= OVERALL
