@@ -159,7 +159,52 @@ def _bbox(mask: np.ndarray, pad: int, shape) -> tuple[slice, ...] | None:
     return tuple(box)
 
 
+def _upsample2(small: np.ndarray, shape) -> np.ndarray:
+    """Each voxel of a grid twice as coarse repeated 2 x 2 x 2, cut to `shape` (one copy)."""
+    a, b, c = small.shape
+    big = np.broadcast_to(small[:, None, :, None, :, None], (a, 2, b, 2, c, 2)).reshape(2 * a, 2 * b, 2 * c)
+    return big[: shape[0], : shape[1], : shape[2]]
+
+
+#: Bone-bearing crops larger than this (voxels) are split on a grid twice as coarse, then the
+#: parts found are measured again on the full grid.
+COARSE_SPLIT_VOXELS = 2_000_000
+
+
 def _split_bone(crop_hu, filled, comp_mask, spacing, settings: Settings) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Bone proper and the calcified parts that stick out of it (see `_split_bone_grid`).
+
+    A whole bone's crop (millions of voxels) is split on a grid twice as coarse, which costs an
+    eighth; every part found there is then cut out again on the full grid, inside its box grown
+    by two voxels, as the component's voxels that are not bone.
+    """
+    if filled.size <= COARSE_SPLIT_VOXELS:
+        return _split_bone_grid(crop_hu, filled, comp_mask, spacing, settings)
+    sub = (slice(None, None, 2),) * 3
+    bone2, pieces2 = _split_bone_grid(crop_hu[sub], filled[sub], comp_mask[sub], tuple(2 * s for s in spacing),
+                                      settings)
+    bone = _upsample2(bone2, filled.shape) & filled
+    outside = comp_mask & ~bone
+    pieces = []
+    taken = np.zeros_like(comp_mask)
+    for box2, m2 in pieces2:
+        box = tuple(slice(max(2 * b.start - 2, 0), min(2 * b.stop + 2, n)) for b, n in zip(box2, filled.shape, strict=True))
+        seed = np.zeros(tuple(b.stop - b.start for b in box), bool)
+        up = _upsample2(m2, tuple(2 * (b.stop - b.start) for b in box2))
+        off = tuple(2 * b2.start - b.start for b2, b in zip(box2, box, strict=True))
+        region = tuple(slice(o, min(o + u, n)) for o, u, n in zip(off, up.shape, seed.shape, strict=True))
+        seed[region] = up[tuple(slice(0, r.stop - r.start) for r in region)]
+        cand = outside[box] & ~taken[box]
+        lab = cc3d.connected_components(cand, connectivity=26)
+        keep = np.unique(lab[seed & cand])
+        m = np.isin(lab, keep[keep > 0])
+        if m.any():
+            taken[box] |= m
+            pieces.append((box, m))
+    return bone | (comp_mask & ~taken), pieces
+
+
+def _split_bone_grid(crop_hu, filled, comp_mask, spacing, settings: Settings) -> tuple[np.ndarray, list[np.ndarray]]:
     """Bone proper and the calcified parts that stick out of it (each touching bone), the latter
     as (box within the crop, mask on that box).
 
