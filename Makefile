@@ -23,11 +23,11 @@ demo: $(STAMP) $(DEMO_DATA)/.complete
 	test $$status -eq 0
 
 test: $(STAMP)
-	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks notebooks
 	$(PY) -m pytest -q
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks notebooks
 
 # notebooks/html/*.html: both notebooks executed on the demo data (out/ is made if missing)
 notebooks: $(STAMP) $(DEMO_DATA)/.complete
