@@ -244,8 +244,8 @@ def test_phantom_sensitivity_and_specificity(phantom_rows):
     """Lesion level: truth fluid_level 1/0 against ours, where both say it can be assessed.
 
     Test preset (seed 0): CT 4 of 5 cystic tumoral calcinoses found (the right-decubitus one has
-    loculi of 3-4 mm radius in 2 mm slices, which partial volume leaves unresolved), no false
-    level in 21 mimics; radiographs (erect and left decubitus AP) 2 of 2, none in the mimics.
+    loculi of 3-4 mm radius in 2 mm slices, which partial volume leaves unresolved; seeds 0-3:
+    19 of 20), no false level in 21 mimics; radiographs (erect and left decubitus AP) 2 of 2, none in the mimics.
     The demo preset, measured outside the suite, finds 4/4 on CT and 3/3 on radiographs with
     no false level (37 + 21 mimics)."""
     for kind in ("ct", "radiograph"):
