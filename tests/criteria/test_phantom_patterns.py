@@ -9,17 +9,17 @@ apart: they test segmentation, not the criteria.
 
 from __future__ import annotations
 
-import json
 from collections import Counter, defaultdict
 
 import numpy as np
 import pytest
 
 from calcimg.criteria import INDETERMINATE, PATTERNS
-from calcimg.io import discover, load
+from calcimg.io import load
 from calcimg.phantom import generate
 from calcimg.pipeline import measure_scan
 from calcimg.settings import Settings
+from phantom_truth import truth_series
 
 #: Targets of issue 8, asserted where the data supports them (see the module docstring).
 OVERALL, PER_PATTERN = 0.85, 0.70
@@ -46,18 +46,13 @@ def _match(truth: dict, rows: list[dict]) -> list[tuple[dict, dict | None]]:
 def confusion(root) -> tuple[dict, Counter]:
     cm: dict[str, Counter] = defaultdict(Counter)
     missed: Counter = Counter()
-    for study in sorted(p for p in root.iterdir() if (p / "truth.json").exists()):
-        truth = {s["series_uid"]: s for s in json.loads((study / "truth.json").read_text())["series"]}
-        for series in discover(study).series:
-            t = truth.get(series.series_uid)
-            if t is None:
-                continue
-            rows = measure_scan(load(series), Settings())
-            for tl, row in _match(t, rows):
-                if row is None:
-                    missed[tl["pattern"]] += 1
-                else:
-                    cm[tl["pattern"]][row["pattern"]] += 1
+    for series, t in truth_series(root):
+        rows = measure_scan(load(series), Settings())
+        for tl, row in _match(t, rows):
+            if row is None:
+                missed[tl["pattern"]] += 1
+            else:
+                cm[tl["pattern"]][row["pattern"]] += 1
     return cm, missed
 
 

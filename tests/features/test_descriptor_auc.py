@@ -13,7 +13,6 @@ issue 7).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +24,7 @@ from calcimg.features import (
     rim_features,
     septation_features,
 )
-from calcimg.io import discover, load
+from calcimg.io import load
 from calcimg.pipeline import segment_scan
 from calcimg.segment._context import crop_lesions_in_context
 from calcimg.settings import Settings
@@ -51,31 +50,28 @@ def auc(pos, neg) -> float:
 
 def _matched(root: Path):
     """(kind, pattern, lesion) for every truth lesion a segmented lesion was matched to."""
+    from phantom_truth import truth_series  # tests/ is on the path under pytest and in __main__
+
     out = []
-    for study in sorted(p for p in root.iterdir() if (p / "truth.json").exists()):
-        truth = {s["series_uid"]: s for s in json.loads((study / "truth.json").read_text())["series"]}
-        for series in discover(study).series:
-            t = truth.get(series.series_uid)
-            if t is None:
-                continue
-            scan = load(series)
-            lesions = list(crop_lesions_in_context(scan, segment_scan(scan, Settings())))
-            if not lesions:
-                continue
-            if t["kind"] == "ct":
-                cents = np.array([les.index_to_physical(np.argwhere(les.mask).mean(0)) for les in lesions])
-                for tl in t["lesions"]:
-                    d = np.linalg.norm(cents - np.asarray(tl["centroid_lps_mm"]), axis=1)
-                    if d.min() <= max(2.0, tl["max_diameter_mm"] / 4):
-                        out.append(("ct", tl["pattern"], lesions[int(np.argmin(d))]))
-            else:
-                sp = np.asarray(scan.spacing)
-                for tl in t["lesions"]:
-                    x, y = tl["centroid_image_mm"]
-                    d = [float(np.min(np.linalg.norm((np.argwhere(les.mask) + les.offset[-2:]) * sp - [y, x], axis=1)))
-                         for les in lesions]
-                    if min(d) <= 1.5:
-                        out.append(("radiograph", tl["pattern"], lesions[int(np.argmin(d))]))
+    for series, t in truth_series(root):
+        scan = load(series)
+        lesions = list(crop_lesions_in_context(scan, segment_scan(scan, Settings())))
+        if not lesions:
+            continue
+        if t["kind"] == "ct":
+            cents = np.array([les.index_to_physical(np.argwhere(les.mask).mean(0)) for les in lesions])
+            for tl in t["lesions"]:
+                d = np.linalg.norm(cents - np.asarray(tl["centroid_lps_mm"]), axis=1)
+                if d.min() <= max(2.0, tl["max_diameter_mm"] / 4):
+                    out.append(("ct", tl["pattern"], lesions[int(np.argmin(d))]))
+        else:
+            sp = np.asarray(scan.spacing)
+            for tl in t["lesions"]:
+                x, y = tl["centroid_image_mm"]
+                d = [float(np.min(np.linalg.norm((np.argwhere(les.mask) + les.offset[-2:]) * sp - [y, x], axis=1)))
+                     for les in lesions]
+                if min(d) <= 1.5:
+                    out.append(("radiograph", tl["pattern"], lesions[int(np.argmin(d))]))
     return out
 
 
@@ -123,6 +119,7 @@ if __name__ == "__main__":  # measure another preset: python tests/features/test
 
     from calcimg.phantom import generate
 
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     preset = sys.argv[1] if len(sys.argv) > 1 else "demo"
     with tempfile.TemporaryDirectory() as tmp:
         generate(tmp, preset=preset, seed=0)

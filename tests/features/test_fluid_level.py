@@ -4,7 +4,6 @@ specificity on the phantoms of the test preset."""
 
 from __future__ import annotations
 
-import json
 import math
 
 import numpy as np
@@ -18,6 +17,7 @@ from calcimg.lesion import Lesion
 from calcimg.pipeline import measure_scan, segment_scan
 from calcimg.settings import Settings
 from dicom_factory import ct_slices, write_series
+from phantom_truth import truth_series
 
 AXIAL = ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0))
 OBLIQUE = ((0.95105652, 0.30901699, 0.0), (-0.29983787, 0.92280607, 0.2419219))  # the phantom's
@@ -217,18 +217,16 @@ def phantom_rows(tmp_path_factory):
     from calcimg.phantom import generate
 
     out = []
-    for folder in generate(tmp_path_factory.mktemp("fl_phantoms"), preset="test", seed=0):
-        truth = {s["series_uid"]: s for s in json.loads((folder / "truth.json").read_text())["series"]}
-        for series in discover(folder).series:
-            scan = load(series)
-            t_series = truth[scan.series_uid]
-            rows = measure_scan(scan, Settings(), segment_scan(scan, Settings()))
-            key = "centroid_lps_mm" if scan.kind == "ct" else "centroid_image_mm"
-            for t in t_series["lesions"]:
-                cols = ["centroid_x_mm", "centroid_y_mm"] + (["centroid_z_mm"] if scan.kind == "ct" else [])
-                d = [np.linalg.norm(np.array([r[c] for c in cols]) - np.asarray(t[key])) for r in rows]
-                if d and min(d) <= max(2.0, t["max_diameter_mm"] / 4):
-                    out.append((scan.kind, t_series.get("view", t_series.get("posture")), t, rows[int(np.argmin(d))]))
+    folders = generate(tmp_path_factory.mktemp("fl_phantoms"), preset="test", seed=0)
+    for series, t_series in truth_series(folders):
+        scan = load(series)
+        rows = measure_scan(scan, Settings(), segment_scan(scan, Settings()))
+        key = "centroid_lps_mm" if scan.kind == "ct" else "centroid_image_mm"
+        for t in t_series["lesions"]:
+            cols = ["centroid_x_mm", "centroid_y_mm"] + (["centroid_z_mm"] if scan.kind == "ct" else [])
+            d = [np.linalg.norm(np.array([r[c] for c in cols]) - np.asarray(t[key])) for r in rows]
+            if d and min(d) <= max(2.0, t["max_diameter_mm"] / 4):
+                out.append((scan.kind, t_series.get("view", t_series.get("posture")), t, rows[int(np.argmin(d))]))
     return out
 
 
