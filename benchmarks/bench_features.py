@@ -6,7 +6,7 @@ Uses the phantom ``bench`` preset (one 512 x 512 x 400 CT with about 200 lesions
 temporary folder unless ``--data`` names a folder that holds it. `segment_ct` runs once (not timed
 here: see bench_segment.py); then, timed:
 
-(a) calcimg: `crop_lesions` with the scan context (`crop_lesions_in_context`) plus
+(a) calcimg: `crop_lesions` with the scan context (`crop_lesions`) plus
     `lesion_features` (size, intensity and rim-to-core profile, bone gap, skin depth, compartment,
     ossification, IBSI morphology) for every lesion: crops, so the cost follows the lesion's size;
 (b) the baseline, what PyRadiomics does: one whole-volume pass per label. For each label, the
@@ -50,8 +50,7 @@ def main() -> None:
     from calcimg.features import lesion_features
     from calcimg.io import discover, load
     from calcimg.phantom import generate
-    from calcimg.segment import segment_ct
-    from calcimg.segment._context import crop_lesions_in_context
+    from calcimg.segment import crop_lesions, segment_ct
     from calcimg.settings import Settings
 
     tmp = None
@@ -74,7 +73,7 @@ def main() -> None:
               f"{len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()}")
 
         def calcimg_all():
-            return [lesion_features(les) for les in crop_lesions_in_context(scan, seg)]
+            return [lesion_features(les) for les in crop_lesions(scan, seg)]
 
         calcimg_all()  # warm-up (imports, caches, page faults)
         times = []
@@ -89,7 +88,7 @@ def main() -> None:
         from calcimg.features import FAMILIES
         from calcimg.features._shape import CACHE_KEY, shape_of
 
-        crops = list(crop_lesions_in_context(scan, seg))
+        crops = list(crop_lesions(scan, seg))
         t = time.perf_counter()
         for les in crops:
             shape_of(les)
@@ -115,7 +114,7 @@ def main() -> None:
         picks = [int(order[i]) + 1 for i in np.linspace(0, n - 1, k).round().astype(int)]
         bone_dist = ndimage.distance_transform_edt(~seg.bone, sampling=scan.spacing)  # shared, untimed
         hu = scan.pixels
-        lesions = {les.lesion_id: les for les in crop_lesions_in_context(scan, seg)}
+        lesions = {les.lesion_id: les for les in crop_lesions(scan, seg)}
         t = time.perf_counter()
         for lid in picks:
             full = (seg.labels == lid).astype(np.uint8)  # one whole-volume pass per label

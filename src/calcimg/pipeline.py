@@ -15,8 +15,7 @@ from calcimg.errors import CalcimgError
 from calcimg.features import lesion_features, study_features
 from calcimg.io import Series, load
 from calcimg.scan import Scan
-from calcimg.segment import Segmentation, segment_ct
-from calcimg.segment._context import crop_lesions_in_context
+from calcimg.segment import Segmentation, crop_lesions, segment_ct
 from calcimg.settings import Settings
 
 
@@ -78,7 +77,7 @@ def measure_scan(scan: Scan, settings: Settings, seg: Segmentation | None = None
     seg = seg if seg is not None else segment_scan(scan, settings)
     table = default_table()
     rows = []
-    for lesion in crop_lesions_in_context(scan, seg):
+    for lesion in crop_lesions(scan, seg):
         lesion.context["gravity_source"] = scan.gravity_source  # why fluid levels are not assessed
         row = {"study_uid": scan.study_uid, "series_uid": scan.series_uid, "lesion_id": lesion.lesion_id}
         row.update(lesion_features(lesion))

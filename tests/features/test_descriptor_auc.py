@@ -26,7 +26,7 @@ from calcimg.features import (
 )
 from calcimg.io import load
 from calcimg.pipeline import segment_scan
-from calcimg.segment._context import crop_lesions_in_context
+from calcimg.segment import crop_lesions
 from calcimg.settings import Settings
 
 TARGETS = {
@@ -55,7 +55,7 @@ def _matched(root: Path):
     out = []
     for series, t in truth_series(root):
         scan = load(series)
-        lesions = list(crop_lesions_in_context(scan, segment_scan(scan, Settings())))
+        lesions = list(crop_lesions(scan, segment_scan(scan, Settings())))
         if not lesions:
             continue
         if t["kind"] == "ct":

@@ -17,8 +17,7 @@ from calcimg.io import discover, load, load_mask
 from calcimg.lesion import Lesion
 from calcimg.pipeline import measure_with_mask, study_row
 from calcimg.scan import Scan
-from calcimg.segment import segment_ct
-from calcimg.segment._context import crop_lesions_in_context
+from calcimg.segment import crop_lesions, segment_ct
 from calcimg.settings import Settings
 
 
@@ -109,7 +108,7 @@ def measured(tmp_path_factory):
             continue
         scan = load(discover(folder).series[0])
         seg = segment_ct(scan, Settings())
-        rows = [lesion_features(les) for les in crop_lesions_in_context(scan, seg)]
+        rows = [lesion_features(les) for les in crop_lesions(scan, seg)]
         out.append((folder.name, truth, rows, study_row(scan, seg, rows)))
     return out
 

@@ -234,10 +234,10 @@ def fluid_interfaces(scan, seg) -> dict[int, list[tuple[np.ndarray, np.ndarray]]
     (``calcimg.features.fluid_level.find_fluid_levels``).
     """
     from calcimg.features.fluid_level import find_fluid_levels, gravity_reason
-    from calcimg.segment._context import crop_lesions_in_context
+    from calcimg.segment import crop_lesions
 
     out: dict[int, list] = {}
-    for lesion in crop_lesions_in_context(scan, seg):
+    for lesion in crop_lesions(scan, seg):
         if gravity_reason(lesion):
             continue
         try:

@@ -4,7 +4,7 @@
 cuts them out with their context.
 """
 
-from calcimg.segment._crop import crop_lesions
+from calcimg.segment._context import crop_lesions
 from calcimg.segment._ct import segment_ct
 from calcimg.segment._runs import label_runs, label_runs_scipy
 from calcimg.segment._types import Segmentation

@@ -26,7 +26,7 @@ from scipy.spatial import cKDTree
 
 from calcimg.lesion import Lesion
 from calcimg.scan import Scan
-from calcimg.segment._crop import crop_lesions
+from calcimg.segment._crop import crop_lesions_basic
 from calcimg.segment._types import Segmentation
 
 #: Soft tissue HU (muscle, criteria-research 1.0) used as the background of half-maximum boundaries.
@@ -113,7 +113,7 @@ class _FineSkin:
 
 
 class ScanContext:
-    """Context computed once per scan; `add` attaches it to a lesion from `crop_lesions`."""
+    """Context computed once per scan; `add` attaches it to a lesion from `crop_lesions_basic`."""
 
     def __init__(self, scan: Scan, seg: Segmentation) -> None:
         self.scan = scan
@@ -144,6 +144,9 @@ class ScanContext:
             yield self.add(lesion)
 
 
-def crop_lesions_in_context(scan: Scan, seg: Segmentation, margin: int = 1) -> Iterator[Lesion]:
-    """`crop_lesions` plus the scan-level context of `ScanContext` (what the pipeline measures)."""
-    return ScanContext(scan, seg).crop(crop_lesions(scan, seg, margin=margin))
+def crop_lesions(scan: Scan, seg: Segmentation, margin: int = 1) -> Iterator[Lesion]:
+    """One `Lesion` per segmented lesion: its crop (box plus `margin` voxels) with everything the
+    features need, the segmentation's context (bone crop, touching bone, coarse skin depth) and
+    the scan-level one of `ScanContext` (bone surface at half maximum, skin depth at full
+    resolution)."""
+    return ScanContext(scan, seg).crop(crop_lesions_basic(scan, seg, margin=margin))

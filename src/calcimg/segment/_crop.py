@@ -43,8 +43,9 @@ class _SkinDepth:
         return float(self.cache[key][at])
 
 
-def crop_lesions(scan: Scan, seg: Segmentation, margin: int = 1) -> Iterator[Lesion]:
-    """Yield one `Lesion` per label: its crop (box plus `margin` voxels) and its context.
+def crop_lesions_basic(scan: Scan, seg: Segmentation, margin: int = 1) -> Iterator[Lesion]:
+    """Yield one `Lesion` per label: its crop (box plus `margin` voxels) and the context read off
+    the segmentation alone (`calcimg.segment.crop_lesions` adds the scan-level context).
 
     ``lesion.context`` holds ``bone`` (the bone mask on the lesion's box grown by
     `BONE_SEARCH_MM`, with ``bone_offset`` its first voxel relative to the lesion crop),
