@@ -13,6 +13,7 @@ from calcimg.criteria import apply as apply_criteria
 from calcimg.criteria import default_table, study_context
 from calcimg.errors import CalcimgError
 from calcimg.features import lesion_features, study_features
+from calcimg.features.multiplicity import multiplicity_features, principal_axis
 from calcimg.io import Series, load
 from calcimg.scan import Scan
 from calcimg.segment import Segmentation, crop_lesions, segment_ct
@@ -73,7 +74,10 @@ def segment_scan(scan: Scan, settings: Settings) -> Segmentation:
 
 def measure_scan(scan: Scan, settings: Settings, seg: Segmentation | None = None) -> list[dict]:
     """Segment a loaded scan and measure every lesion: one dict per lesion, in lesion_id order,
-    with the criteria stage's ``pattern``, ``score_*`` and ``evidence`` (calcimg.criteria)."""
+    with the criteria stage's ``pattern``, ``score_*`` and ``evidence`` (calcimg.criteria).
+
+    The criteria run once every lesion is measured: the multiplicity columns
+    (`calcimg.features.multiplicity`) describe each lesion's company in the series."""
     seg = seg if seg is not None else segment_scan(scan, settings)
     table = default_table()
     rows = []
@@ -81,8 +85,10 @@ def measure_scan(scan: Scan, settings: Settings, seg: Segmentation | None = None
         lesion.context["gravity_source"] = scan.gravity_source  # why fluid levels are not assessed
         row = {"study_uid": scan.study_uid, "series_uid": scan.series_uid, "lesion_id": lesion.lesion_id}
         row.update(lesion_features(lesion))
-        rows.append(apply_criteria(row, table))
-    return rows
+        row.update(principal_axis(lesion))
+        rows.append(row)
+    multiplicity_features(rows)
+    return [apply_criteria(row, table) for row in rows]
 
 
 def study_row(scan: Scan, seg: Segmentation, rows: list[dict]) -> dict:

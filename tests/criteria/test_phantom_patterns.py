@@ -92,9 +92,9 @@ def _rates(cm):
 
 @pytest.mark.slow
 def test_patterns_on_the_test_phantoms_regression_floor(test_confusion):
-    """What the table reaches now (measured 29/32 = 0.91 on the test preset): a floor against
-    regressions. The issue's overall 85 % holds; tumoral calcinosis, the pattern calcimg exists
-    for, and the patterns with several lesions are held to the issue's per-pattern 70 %."""
+    """A floor against regressions for the patterns with several lesions (tumoral calcinosis,
+    the pattern calcimg exists for, among them), kept apart from the full target so that a
+    regression there is reported on its own."""
     overall, per, total = _rates(test_confusion)
     assert total >= 25  # enough lesions matched for the rates to mean something
     assert overall >= OVERALL
@@ -103,10 +103,10 @@ def test_patterns_on_the_test_phantoms_regression_floor(test_confusion):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason="issue 8 per-pattern 70 % not reached yet (overall 85 % is, "
-                   "see the floor test): the single calcific-tendinitis lesion is indeterminate against "
-                   "parasitic, one of two lymph nodes against phlebolith")
 def test_patterns_on_the_test_phantoms_reach_the_issue_targets(test_confusion):
+    """Issue 8: >= 85 % overall and >= 70 % for every pattern (measured 32/32 on the test preset
+    once the multiplicity and cross-section columns were in; the demo preset, outside the suite:
+    62/74, see the closing note of issue 8)."""
     overall, per, _ = _rates(test_confusion)
     assert overall >= OVERALL
     for p, rate in per.items():

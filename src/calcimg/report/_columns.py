@@ -13,6 +13,7 @@ from calcimg.features.fluid_level import FLUID_LEVEL_COLUMNS
 from calcimg.features.linearity import LINEARITY_COLUMNS
 from calcimg.features.lobulation import LOBULATION_COLUMNS
 from calcimg.features.morphology import MORPHOLOGY_COLUMNS
+from calcimg.features.multiplicity import MULTIPLICITY_COLUMNS
 from calcimg.features.rim import RIM_COLUMNS
 from calcimg.features.septation import SEPTATION_COLUMNS
 
@@ -59,6 +60,7 @@ LESION_COLUMNS: tuple[Column, ...] = (
     *(Column(*c) for c in MORPHOLOGY_COLUMNS),
     *(Column(*c) for c in (*LOBULATION_COLUMNS, *SEPTATION_COLUMNS, *LINEARITY_COLUMNS, *RIM_COLUMNS)),
     *(Column(*c) for c in FLUID_LEVEL_COLUMNS),
+    *(Column(*c) for c in MULTIPLICITY_COLUMNS),
     Column("pattern", "", "Criteria stage: the pattern whose criteria score best (CONTRACT.md vocabulary), or indeterminate when none leads by the table's margin or key features were not assessable (docs/criteria.md)"),
     *(Column(f"score_{p}", "", f"Criteria stage, 0..1: support for the {p} pattern from the criteria table, lowered by not-assessed criteria (docs/criteria.md)") for p in PATTERNS),
     Column("evidence", "", "Criteria stage: the criteria of the chosen (or leading) pattern that fired, in words with their values; 'against:' marks criteria arguing against it"),

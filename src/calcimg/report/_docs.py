@@ -17,6 +17,7 @@ from calcimg.features import (
     linearity,
     lobulation,
     morphology,
+    multiplicity,
     rim,
     septation,
     size,
@@ -35,6 +36,8 @@ _FAMILIES = [
     ("Linearity (CT 3D, radiographs 2D)", linearity.linearity_features),
     ("Rim smoothness and rim calcification (CT 3D, radiographs 2D)", rim.rim_features),
     ("Fluid-calcium levels (CT 3D, radiographs 2D)", fluid_level.fluid_level_features),
+    ("Principal axis", multiplicity.principal_axis),
+    ("Multiplicity and distribution in the series", multiplicity.multiplicity_features),
     ("Study level (series.csv)", study.study_features),
 ]
 
