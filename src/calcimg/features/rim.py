@@ -18,6 +18,7 @@ from calcimg.lesion import Lesion
 ROUGHNESS_SCALE = 0.06  # roughness_rel at which the smoothness score falls to 1/e
 CURVATURE_FREE = 1.25  # curvature energy tolerated (a ball: ~0.9-1)
 SAMPLING_FLOOR = 0.1  # x the coarsest original spacing: residual expected from sampling alone
+CENTRE_DEPTH = 0.6  # radiographs: the "centre" is the envelope deeper than this x its largest depth
 
 RIM_COLUMNS: list[tuple[str, str, str]] = [
     ("rim_smoothness", "", "0..1 smooth outline: exp(-(rim_roughness_rel / 0.06)^2 - max(rim_curvature_energy - 1.25, 0))"),
@@ -26,6 +27,7 @@ RIM_COLUMNS: list[tuple[str, str, str]] = [
     ("rim_curvature_energy", "", "Mean squared boundary curvature x R_eq^2 (mean curvature in 3D): 1 for a ball or disc, larger when rough"),
     ("rim_core_index", "", "(rim - core) / (|rim| + |core|) of the median intensity above the surrounding background; +1 shell with a lucent centre"),
     ("ring_completeness", "", "Fraction of directions from the centre (~100 in 3D, 36 in 2D) whose rim band holds calcium"),
+    ("central_lucency", "", "Radiograph: 1 - (median of the envelope's central part - background) / (p95 of the envelope - background), 0..1: ~0 densest centrally, high for a projected shell or tube (zonal, tram-track, ring)"),
 ]
 COLUMNS = tuple(c[0] for c in RIM_COLUMNS)
 
@@ -100,6 +102,24 @@ def _rim_core(shape: Shape) -> tuple[float, float]:
     return index, completeness
 
 
+def _central_lucency(shape: Shape) -> float:
+    """Radiographs: how much darker the middle of a projected lesion is than its densest part."""
+    if shape.ndim != 2:
+        return NAN
+    env, depth, img = shape.env, shape.depth, shape.image
+    dmax = float(depth.max())
+    if dmax < 2.0 * shape.s:
+        return NAN
+    centre = env & (depth >= CENTRE_DEPTH * dmax)
+    outside = _edt(~env, shape.s, black_border=False)
+    shell = (~env) & (outside > 1.0) & (outside <= 3.0)
+    bg = float(np.median(img[shell])) if shell.any() else float(img[~env].min())
+    peak = float(np.percentile(img[env], 95)) - bg
+    if peak <= 0 or not centre.any():
+        return NAN
+    return float(np.clip(1.0 - (float(np.median(img[centre])) - bg) / peak, 0.0, 1.0))
+
+
 def rim_features(lesion: Lesion) -> dict:
     """Rim smoothness and rim calcification of a lesion (CT: 3D; radiographs: 2D).
 
@@ -128,6 +148,16 @@ def rim_features(lesion: Lesion) -> dict:
         R5. Directions from the envelope centroid (100 Fibonacci directions in 3D, 36 sectors in
         2D): the fraction of those whose rim-band voxels include calcified ones. [0, 1]; 1 for a
         complete ring (or any solid lesion), low for an open arc.
+    central_lucency : float
+        Radiographs only (criteria-research 2.4 R5 in projection): with bg the median intensity
+        1-3 mm outside the envelope, peak the 95th percentile inside it and centre the median
+        over the envelope's central part (depth >= 0.6 x its largest depth),
+        1 - (centre - bg) / (peak - bg), clipped to [0, 1]. In projection a solid deposit is
+        densest where it is thickest, in its middle (~0, noise adds ~0.1); a shell, a ring or a
+        tube projects its walls edge-on at the sides and leaves its middle darker (a zonal
+        myositis ossificans, a tram-track artery, a phlebolith's central lucency: 0.3-0.7).
+        The CT rim_core_index above does not carry over to projections, whose walls overlap
+        the centre. Empty on CT, and when the envelope is less than two pixels deep.
     rim_smoothness : float
         Score exp(-(roughness_rel / 0.06)^2 - max(curvature_energy - 1.25, 0)). [0, 1]: ~1 for a
         ball, ellipsoid or thin smooth shell (hydatid, phlebolith), low for mottled nodes and
@@ -164,6 +194,7 @@ def rim_features(lesion: Lesion) -> dict:
         "rim_curvature_energy": energy,
         "rim_core_index": index,
         "ring_completeness": completeness,
+        "central_lucency": _central_lucency(shape),
     }
     if not np.isfinite(index):
         row["not_assessed"] = "rim_core_index: the envelope has no core (fewer than 4 voxels deeper than 2 rim widths)"
