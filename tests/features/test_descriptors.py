@@ -52,6 +52,8 @@ def test_six_overlapping_spheres():
     row = measure(shapes.flower(6))
     assert row["lobe_count"] == 6
     assert row["lobulation"] > 0.9
+    # lobulated, but no lucent septum between the lobes: their notches are not walls
+    assert row["septation"] == 0 and row["compartment_count"] == 0 and row["loculus_count"] == 1
     assert row["convexity_defect_count"] >= 1 and row["lobulation_solidity"] < 0.9
     assert row["rim_smoothness"] < 0.1
 
@@ -76,6 +78,46 @@ def test_cyst_split_by_three_septa_has_four_loculi():
     row = measure(shapes.shell(radius=10.0, wall=1.5, septa=(-4.5, 0.0, 4.5)))
     assert row["loculus_count"] == 4 and row["cavity_count"] == 4
     assert row["septation"] == pytest.approx(1 - math.exp(-1.5))
+
+
+def septate_ball(radius=9.0, septum=1.2, spacing=(0.8, 0.8, 0.8), rotation=None, sub=3):
+    """A calcified ball cut into 8 loculi by three orthogonal soft-tissue septa `septum` mm
+    thick (tumoral calcinosis' "chicken-wire" in its simplest form), sampled with partial volume
+    (each voxel the mean of sub^3 points), so that a septum thinner than the slices still shows
+    as a dip, as on a scanner."""
+    spacing = np.asarray(spacing, float)
+    x = shapes.grid(radius + 4, spacing)
+    rot = np.eye(3) if rotation is None else np.asarray(rotation)
+    offsets = (np.arange(sub) + 0.5) / sub - 0.5
+    image = np.zeros(x.shape[1:])
+    for o in np.stack(np.meshgrid(offsets, offsets, offsets, indexing="ij"), -1).reshape(-1, 3):
+        q = np.tensordot(rot.T, x + (o * spacing)[:, None, None, None], axes=1)
+        lucent = (np.abs(q) <= septum / 2).any(axis=0)
+        inside = (q ** 2).sum(axis=0) <= radius ** 2
+        image += np.where(inside & ~lucent, shapes.CALCIUM_HU, shapes.SOFT_HU)
+    return shapes.lesion_from(image / sub ** 3, spacing)
+
+
+def test_ball_cut_by_three_lucent_septa_has_eight_loculi():
+    row = measure(septate_ball())
+    assert row["compartment_count"] == 8 and row["loculus_count"] == 8
+    assert row["septate_loculi"] == pytest.approx(8.0, abs=0.3)
+    assert row["septation"] == pytest.approx(1 - math.exp(-3.5), abs=0.01)
+    # the three discs deeper than 1.5 mm: 3 x pi x 7.5^2 = 530 mm^2 (less their crossings)
+    assert 300 < row["septal_area_mm2"] < 600
+    assert 1.2 <= row["septal_thickness_mm"] < 3.0  # the 1.2 mm septum plus the blur
+    assert np.isnan(row["septal_length_mm"])
+
+
+def test_disc_cut_by_two_lucent_lines_has_four_loculi():
+    x = shapes.grid(11.0, (0.2, 0.2))
+    lucent = (np.abs(x[0]) <= 0.5) | (np.abs(x[1]) <= 0.5)
+    image = np.where(((x ** 2).sum(axis=0) <= 64.0) & ~lucent, 1.0 + shapes.CALCIUM_HU, 1.0)
+    row = measure(shapes.lesion_from(image, (0.2, 0.2), "radiograph"))
+    assert row["compartment_count"] == 4 and row["loculus_count"] == 4
+    assert row["septation"] == pytest.approx(1 - math.exp(-1.5), abs=0.01)
+    # two diameters deeper than 1.5 mm: 4 x 6.5 mm less the crossing
+    assert 15.0 < row["septal_length_mm"] < 27.0 and np.isnan(row["septal_area_mm2"])
 
 
 def test_radiograph_disc_and_bar():
@@ -125,6 +167,7 @@ def _reference(name, build):
     ("flower", lambda **kw: shapes.flower(6, **kw), SCORES),
     ("cylinder", lambda **kw: shapes.cylinder(40.0, 3.0, **kw), ("lobulation", "septation", "linearity")),
     ("shell", lambda **kw: shapes.shell(9.0, 1.5, **kw), SCORES),
+    ("septate_ball", lambda **kw: septate_ball(**kw), ("septation",)),
 ])
 @settings(max_examples=3, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
