@@ -81,7 +81,7 @@ def measure_scan(scan: Scan, settings: Settings, seg: Segmentation | None = None
     seg = seg if seg is not None else segment_scan(scan, settings)
     table = default_table()
     rows = []
-    for lesion in crop_lesions(scan, seg):
+    for lesion in crop_lesions(scan, seg, settings=settings):
         lesion.context["gravity_source"] = scan.gravity_source  # why fluid levels are not assessed
         row = {"study_uid": scan.study_uid, "series_uid": scan.series_uid, "lesion_id": lesion.lesion_id}
         row.update(lesion_features(lesion))

@@ -107,10 +107,35 @@ class Settings:
         bone is measured against (a bit larger than the largest deposit found whole over bone).
     dx_over_bone_sigma : float
         Radiographs: seed contrast over bone, in noise sigmas measured over bone (trabecular
-        texture included); candidates grow over half of it.
+        texture included) on the image smoothed by ``dx_over_bone_smooth_mm``; candidates grow
+        over half of it.
+    dx_over_bone_smooth_mm : float
+        Radiographs: Gaussian sigma (mm) of the image searched over bone: a deposit's own scale,
+        which averages out the finer trabecular texture (phantom deposits over bone: 8-9 sigma
+        at 0.5 mm, 5-6 at 0.2 mm, where texture blobs reach the same).
     dx_over_bone_max_elongation : float
         Radiographs: a candidate over bone more elongated than this (square root of the ratio of
         its second moments) is a cortical edge or trabecular streak, not a deposit.
+    dx_over_bone_line_sigma : float
+        Radiographs: a candidate over bone with an internal cortical line at least this strong
+        (ridge strength in noise sigmas) within 2 mm of it is that line's end or a crossing of
+        lines, not a deposit (phantom: deposits 1.5-5.7, line ends and crossings 8-20).
+    dx_bone_rim_mm : float
+        Radiographs: a thin elongated candidate lying for 90% within this distance (mm) of bone
+        is cortex the bone opening cut off (a socket's rim seen tangentially) and joins the bone;
+        applied twice, so a second rim along the first joins too.
+    joint_gap_mm : float
+        Two bones closer than this (mm) form a joint; its gap is the non-bone region within half
+        of it of both (criteria-research 2.6 ``d_joint``: 10 mm, an estimate [est]).
+    joint_min_bone_mm : float
+        Bones smaller than a cube (CT) or square (radiographs) of this side (mm) take no part in
+        joints: fragments and sesamoid-sized pieces (8 mm: 512 mm^3, 64 mm^2; an estimate [est]).
+    periarticular_mm : float
+        A deep lesion at most this far (mm) from a joint gap is periarticular (criteria-research
+        2.6: 50 mm, an estimate [est]).
+    intra_articular_fraction : float
+        A lesion with at least this fraction of its voxels inside a joint gap is intra-articular
+        (most of it: 0.5, a definition, not a measured cut-off [est]).
     """
 
     threshold_hu: float = 130.0
@@ -150,8 +175,15 @@ class Settings:
     dx_fallback_pixel_mm: float = 0.2
     dx_over_bone_inset_mm: float = 1.5
     dx_over_bone_scale_mm: float = 5.0
-    dx_over_bone_sigma: float = 12.0
-    dx_over_bone_max_elongation: float = 3.0
+    dx_over_bone_sigma: float = 8.0
+    dx_over_bone_smooth_mm: float = 0.5
+    dx_over_bone_max_elongation: float = 3.5
+    dx_over_bone_line_sigma: float = 7.0
+    dx_bone_rim_mm: float = 4.0
+    joint_gap_mm: float = 10.0
+    joint_min_bone_mm: float = 8.0
+    periarticular_mm: float = 50.0
+    intra_articular_fraction: float = 0.5
 
     def __post_init__(self) -> None:
         if self.connectivity not in (6, 18, 26):
@@ -160,11 +192,19 @@ class Settings:
             raise ValueError(f"settings: min_volume_mm3 must be >= 0, not {self.min_volume_mm3!r}")
         for name in ("dx_background_scale_mm", "dx_smooth_mm", "dx_contrast_sigma", "dx_grow_sigma",
                      "dx_fallback_pixel_mm", "dx_over_bone_scale_mm", "dx_over_bone_sigma",
-                     "dx_over_bone_max_elongation"):
+                     "dx_over_bone_smooth_mm", "dx_over_bone_max_elongation",
+                     "dx_over_bone_line_sigma"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"settings: {name} must be > 0, not {getattr(self, name)!r}")
         for name in ("dx_min_area_mm2", "dx_group_gap_mm", "dx_bone_min_area_mm2", "dx_bone_open_mm",
-                     "dx_bone_margin_mm", "dx_skin_band_mm", "dx_over_bone_inset_mm"):
+                     "dx_bone_margin_mm", "dx_skin_band_mm", "dx_over_bone_inset_mm",
+                     "dx_bone_rim_mm"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"settings: {name} must be >= 0, not {getattr(self, name)!r}")
+        for name in ("joint_gap_mm", "intra_articular_fraction"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"settings: {name} must be > 0, not {getattr(self, name)!r}")
+        for name in ("joint_min_bone_mm", "periarticular_mm"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"settings: {name} must be >= 0, not {getattr(self, name)!r}")
         if self.dx_grow_sigma > self.dx_contrast_sigma:

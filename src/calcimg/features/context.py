@@ -1,5 +1,6 @@
 """Where a lesion sits and whether it is bone: its gap to bone, its depth below the skin, the
-tissue around it, its compartment and the ossification indicator (criteria-research 1.3, 2.6)."""
+tissue around it, its distance to the nearest joint, its compartment and the ossification
+indicator (criteria-research 1.3, 2.6)."""
 
 from __future__ import annotations
 
@@ -29,8 +30,12 @@ CUTANEOUS_MM, SUBCUTANEOUS_FAT_FRACTION = 3.0, 0.5
 CORTEX_HU, SHELL_COMPLETE, SHELL_OVER_CORE_HU = 400.0, 0.7, 200.0
 MARROW_HU, MARROW_FAT_HU, MARROW_FRACTION = (100.0, 400.0), -30.0, 0.5
 
+#: Joint thresholds used when a lesion's context does not carry the settings' (calcimg.settings:
+#: criteria-research 2.6 [est]).
+PERIARTICULAR_MM, INTRA_ARTICULAR_FRACTION = 50.0, 0.5
+
 CONTEXT_COLUMNS = ("bone_distance_mm", "skin_depth_mm", "shell_fat_fraction", "shell_muscle_fraction",
-                   "compartment", "ossification_score", "ossified")
+                   "joint_distance_mm", "compartment", "periarticular", "ossification_score", "ossified")
 
 
 def _edt_to(target: np.ndarray, spacing) -> np.ndarray:
@@ -51,11 +56,12 @@ def _lesion_halfmax_surface(lesion: Lesion) -> np.ndarray:
     return np.argwhere(edge)
 
 
-def _bone_gap_halfmax(lesion: Lesion) -> tuple[float, str]:
-    """Gap (mm) between the half-maximum boundaries of lesion and bone; NaN and a reason if none."""
+def _bone_gap_halfmax(lesion: Lesion, pts: np.ndarray | None = None) -> tuple[float, str]:
+    """Gap (mm) between the half-maximum boundaries of lesion and bone (`pts`: the lesion's
+    half-maximum surface, when already found); NaN and a reason if none."""
     ctx = lesion.context
     spacing = np.asarray(lesion.spacing, dtype=float)
-    pts = _lesion_halfmax_surface(lesion)
+    pts = _lesion_halfmax_surface(lesion) if pts is None else pts
     tree = ctx.get("bone_surface")
     if tree is not None:  # the scan's bone surface, built once (segment._context)
         d, _ = tree.query((pts + np.asarray(lesion.offset)) * spacing, distance_upper_bound=BONE_SEARCH_MM)
@@ -127,13 +133,18 @@ def _shell_fractions(lesion: Lesion) -> tuple[float, float]:
     return fat, muscle
 
 
-def compartment(skin_depth_mm: float, shell_fat_fraction: float) -> str:
-    """``cutaneous`` (centroid <= 3 mm below the skin), ``subcutaneous`` (surrounded mostly by fat,
-    >= 0.5 of the 2 mm shell), else ``deep``; empty when the skin depth is unknown.
+def compartment(skin_depth_mm: float, shell_fat_fraction: float, intra_articular: bool = False) -> str:
+    """``intra_articular`` (most of the lesion inside a joint gap), else ``cutaneous`` (centroid
+    <= 3 mm below the skin), ``subcutaneous`` (surrounded mostly by fat, >= 0.5 of the 2 mm
+    shell), else ``deep``; empty when the skin depth is unknown (and the lesion is not in a joint).
 
     >>> compartment(1.6, 0.1), compartment(8.0, 0.8), compartment(20.0, 0.1)
     ('cutaneous', 'subcutaneous', 'deep')
+    >>> compartment(20.0, 0.1, intra_articular=True)
+    'intra_articular'
     """
+    if intra_articular:
+        return "intra_articular"
     if not np.isfinite(skin_depth_mm):
         return ""
     if skin_depth_mm <= CUTANEOUS_MM:
@@ -141,6 +152,44 @@ def compartment(skin_depth_mm: float, shell_fat_fraction: float) -> str:
     if np.isfinite(shell_fat_fraction) and shell_fat_fraction >= SUBCUTANEOUS_FAT_FRACTION:
         return "subcutaneous"
     return "deep"
+
+
+def _joint(lesion: Lesion, surface: np.ndarray | None = None) -> tuple[float, float, str]:
+    """(distance to the nearest joint gap in mm, fraction of the lesion's voxels in a gap, reason
+    when not assessable) from the scan's joint gaps (segment._joints, in ``lesion.context``);
+    `surface`: the lesion's surface voxels (crop indices) when already found."""
+    gaps = lesion.context.get("joint_gaps")
+    if gaps is None:
+        return float("nan"), float("nan"), "joint_distance_mm: no joint search (no scan context)"
+    if not gaps.found:
+        return float("nan"), float("nan"), f"joint_distance_mm: {gaps.reason}"
+    offset = np.asarray(lesion.offset)
+    inside = gaps.inside(np.argwhere(lesion.mask) + offset)
+    if inside.any():
+        return 0.0, float(inside.mean()), ""
+    if surface is not None:
+        edge = surface
+    elif lesion.kind == "ct":
+        edge = _lesion_halfmax_surface(lesion)
+    else:
+        edge = np.argwhere(lesion.mask & ~ndimage.binary_erosion(lesion.mask, border_value=0))
+    return gaps.distance_mm(edge + offset), 0.0, ""
+
+
+def periarticular(joint_distance_mm: float, compartment: str | None, limit_mm: float = PERIARTICULAR_MM):
+    """1 when a deep lesion (or, on radiographs where `compartment` is None, any lesion) lies at
+    most `limit_mm` from a joint gap, 0 when farther or not deep, NaN when not assessable.
+
+    >>> periarticular(12.0, "deep"), periarticular(80.0, "deep"), periarticular(12.0, "subcutaneous")
+    (1, 0, 0)
+    >>> periarticular(0.0, "intra_articular"), periarticular(30.0, None)
+    (0, 1)
+    """
+    if compartment is not None and compartment != "deep":
+        return 0 if compartment else float("nan")
+    if not np.isfinite(joint_distance_mm):
+        return float("nan")
+    return int(joint_distance_mm <= limit_mm)
 
 
 def ossification(lesion: Lesion) -> tuple[float, float | int, str]:
@@ -163,7 +212,8 @@ def ossification(lesion: Lesion) -> tuple[float, float | int, str]:
 
 
 def context_features(lesion: Lesion) -> dict:
-    """Bone gap, skin depth, surrounding tissue, compartment and ossification of a lesion.
+    """Bone gap, skin depth, surrounding tissue, joint distance, compartment and ossification of a
+    lesion.
 
     Columns
     -------
@@ -187,12 +237,38 @@ def context_features(lesion: Lesion) -> dict:
     shell_fat_fraction, shell_muscle_fraction : float
         CT: fractions (0..1) of the voxels within 2 mm outside the lesion's envelope that are fat
         (-190..-30 HU) and muscle (30..80 HU) (criteria-research 2.6 windows [est]).
+    joint_distance_mm : float
+        Distance from the lesion surface to the nearest joint gap (mm, >= 0; 0 when any of the
+        lesion's voxels lies in a gap): criteria-research 2.6 ``d_joint``. A joint gap is the
+        non-bone region within ``joint_gap_mm`` / 2 (5 mm) of two different bones, the bones
+        being the bone mask's components (CT: its voxels >= ``threshold_hu``, which reopens joint
+        spaces the mask's slice filling closed; slice by slice on slices thicker than
+        ``bone_split_max_slice_mm``) of at least ``joint_min_bone_mm`` (8 mm) a side, the
+        distances to them measured from their half-maximum surface, found once per scan on a
+        grid of about 2 mm (segment._joints). The distance runs from the lesion's surface voxels
+        (CT: of its half-maximum set, as for bone_distance_mm; radiographs: of its mask, in the
+        image plane) to the union of the gap's grid cells: good to about a grid cell (on the hip
+        phantoms 0.3-1.1 mm short on average, never more than 2 mm). Empty, with a reason in
+        ``not_assessed``, when the scan shows no joint (no two bones within 10 mm, or bones
+        fused on the image). Serves the periarticular location of tumoral calcinosis
+        (criteria-research 3b, ``++``).
     compartment : str
-        CT: ``cutaneous`` when skin_depth_mm <= 3 mm (criteria-research 2.6 [est]);
-        ``subcutaneous`` when shell_fat_fraction >= 0.5 (lying in fat); otherwise ``deep``
-        (muscle, fascia, deep soft tissue). Fat-surrounded deep lesions (pelvic or
-        intermuscular fat) are called subcutaneous too: a known simplification. ``periarticular``
-        needs joint detection, which calcimg does not do yet.
+        CT: ``intra_articular`` when at least ``intra_articular_fraction`` (0.5) of the lesion's
+        voxels lie in a joint gap (inside the joint space between articulating bones,
+        criteria-research 2.6); else ``cutaneous`` when skin_depth_mm <= 3 mm (criteria-research
+        2.6 [est]); ``subcutaneous`` when shell_fat_fraction >= 0.5 (lying in fat); otherwise
+        ``deep`` (muscle, fascia, deep soft tissue). Fat-surrounded deep lesions (pelvic or
+        intermuscular fat) are called subcutaneous too: a known simplification. Whether a deep
+        lesion is near a joint is the separate ``periarticular`` column.
+    periarticular : int
+        1 when the lesion is deep (compartment ``deep``; radiographs: any lesion, the distance
+        being the projected one) and joint_distance_mm <= ``periarticular_mm`` (50 mm,
+        criteria-research 2.6 [est]); 0 when farther, or cutaneous, subcutaneous or
+        intra-articular; empty when not assessable (no joint in the scan, or no compartment). A
+        column of its own rather than a compartment value: periarticular and deep are not
+        exclusive, and downstream classifiers get the depth and the joint separately. Serves
+        tumoral calcinosis (periarticular ``++``, criteria-research 3b) and, against it, the
+        intra-articular calcifications.
     ossification_score : float
         CT, 0..1: shell completeness x marrow fraction. Shell completeness: the fraction of the
         envelope's rim voxels (depth < 1 mm) that are, or touch, a voxel of at least
@@ -211,9 +287,10 @@ def context_features(lesion: Lesion) -> dict:
     ctx = lesion.context
     row: dict = {"skin_depth_mm": float(ctx.get("skin_depth_mm", float("nan")))}
     reasons = []
+    surface = _lesion_halfmax_surface(lesion) if lesion.kind == "ct" else None
     if "bone" in ctx and ctx["bone"].any():
         if lesion.kind == "ct" and "bone_image" in ctx:
-            row["bone_distance_mm"], why = _bone_gap_halfmax(lesion)
+            row["bone_distance_mm"], why = _bone_gap_halfmax(lesion, surface)
             if why:
                 reasons.append(why)
         else:
@@ -225,12 +302,24 @@ def context_features(lesion: Lesion) -> dict:
         reasons.append("bone_distance_mm: no bone within 30 mm" if "bone" in ctx else "bone_distance_mm: no bone mask")
     if not np.isfinite(row["skin_depth_mm"]):
         reasons.append("skin_depth_mm: no body outline")
+    d_joint, in_joint, why_joint = _joint(lesion, surface)
+    row["joint_distance_mm"] = d_joint
+    limit = float(ctx.get("periarticular_mm", PERIARTICULAR_MM))
     if lesion.kind == "ct":
         fat, muscle = _shell_fractions(lesion)
         row["shell_fat_fraction"], row["shell_muscle_fraction"] = fat, muscle
-        row["compartment"] = compartment(row["skin_depth_mm"], fat)
+        intra = bool(in_joint >= float(ctx.get("intra_articular_fraction", INTRA_ARTICULAR_FRACTION)))
+        row["compartment"] = compartment(row["skin_depth_mm"], fat, intra_articular=intra)
         if not row["compartment"]:
             reasons.append("compartment: no skin depth")
+        row["periarticular"] = periarticular(d_joint, row["compartment"], limit)
+    else:
+        row["periarticular"] = periarticular(d_joint, None, limit)
+    if why_joint:
+        if not np.isfinite(row["periarticular"]) and (lesion.kind != "ct" or row["compartment"]):
+            why_joint = why_joint.replace("joint_distance_mm:", "joint_distance_mm, periarticular:", 1)
+        reasons.append(why_joint)
+    if lesion.kind == "ct":
         score, flag, why = ossification(lesion)
         row["ossification_score"], row["ossified"] = score, flag
         if why:

@@ -115,6 +115,7 @@ def lesion_record(les, sl, env, calc, grid: Grid, anatomy, gravity) -> dict:
         "fluid_level_count": len(level),
         "bone_distance_mm": round(max(0.0, float(bone.min())), 2),
         "skin_depth_mm": round(float(anatomy.skin_depth(cen)), 2),
+        "joint_distance_mm": round(anatomy.joint_distance(pts), 2),
         "loculi": [{k: (np.round(v, 3).tolist() if isinstance(v, np.ndarray) else round(v, 3))
                     for k, v in d.items()} for d in level],
         "design": {"center_lps_mm": np.round(les.center, 3).tolist(),

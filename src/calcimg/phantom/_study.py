@@ -115,6 +115,8 @@ def _ct_series(st: CTStudy, ids, n_files) -> dict:
         "storage": spec.storage,
         "noise_sd_hu": spec.noise_sd,
         "demineralised_bone": spec.demineralised,
+        "joints": [{"center_lps_mm": _r(j.center, 4), "head_radius_mm": round(float(j.head_r), 4),
+                    "cavity_radius_mm": round(float(j.cavity_r), 4)} for j in st.anatomy.joints],
         "lesions": lesions,
     }
 

@@ -13,6 +13,13 @@ for CT:
 * ``skin_depth_mm``: the in-plane depth of the lesion centroid below the skin, refined at full
   resolution near the coarse body's edge (the coarse mask alone overstates depth by 3-5 mm: its
   grid is about 3 mm and it is dilated by one cell).
+
+and, for CT and radiographs alike:
+
+* ``joint_gaps``: the scan's joint gaps (`segment._joints.JointGaps`: the gap's cells on a 2 mm
+  grid, with a KD-tree of their centres), found on the first lesion and shared by all; with
+  ``periarticular_mm`` and ``intra_articular_fraction`` from the settings, which the features
+  read from here.
 """
 
 from __future__ import annotations
@@ -27,7 +34,9 @@ from scipy.spatial import cKDTree
 from calcimg.lesion import Lesion
 from calcimg.scan import Scan
 from calcimg.segment._crop import crop_lesions_basic
+from calcimg.segment._joints import JointGaps, find_joint_gaps
 from calcimg.segment._types import Segmentation
+from calcimg.settings import Settings
 
 #: Soft tissue HU (muscle, criteria-research 1.0) used as the background of half-maximum boundaries.
 SOFT_TISSUE_HU = 40.0
@@ -115,18 +124,31 @@ class _FineSkin:
 class ScanContext:
     """Context computed once per scan; `add` attaches it to a lesion from `crop_lesions_basic`."""
 
-    def __init__(self, scan: Scan, seg: Segmentation) -> None:
+    def __init__(self, scan: Scan, seg: Segmentation, settings: Settings | None = None) -> None:
         self.scan = scan
+        self.seg = seg
+        self.settings = settings or Settings()
+        self._joints: JointGaps | None = None
         self.ct = scan.kind == "ct"
         plateau = cortex_plateau_hu(scan, seg.bone) if self.ct else float("nan")
         self.bone_surface_hu = 0.5 * (plateau + SOFT_TISSUE_HU) if np.isfinite(plateau) else float("nan")
         self.skin = _FineSkin(scan, seg) if self.ct else None
         self.bone_surface = bone_surface_tree(scan, seg.bone, self.bone_surface_hu) if self.ct else None
 
+    @property
+    def joint_gaps(self) -> JointGaps:
+        """The scan's joint gaps, found on first use (a scan without lesions never pays for them)."""
+        if self._joints is None:
+            self._joints = find_joint_gaps(self.scan, self.seg.bone, self.settings, self.bone_surface_hu)
+        return self._joints
+
     def add(self, lesion: Lesion) -> Lesion:
+        ctx = lesion.context
+        ctx["joint_gaps"] = self.joint_gaps
+        ctx["periarticular_mm"] = self.settings.periarticular_mm
+        ctx["intra_articular_fraction"] = self.settings.intra_articular_fraction
         if not self.ct:
             return lesion
-        ctx = lesion.context
         if "bone" in ctx:
             box = tuple(slice(o + b, o + b + n) for o, b, n in
                         zip(lesion.offset, ctx["bone_offset"], ctx["bone"].shape, strict=True))
@@ -144,9 +166,10 @@ class ScanContext:
             yield self.add(lesion)
 
 
-def crop_lesions(scan: Scan, seg: Segmentation, margin: int = 1) -> Iterator[Lesion]:
+def crop_lesions(scan: Scan, seg: Segmentation, margin: int = 1,
+                 settings: Settings | None = None) -> Iterator[Lesion]:
     """One `Lesion` per segmented lesion: its crop (box plus `margin` voxels) with everything the
     features need, the segmentation's context (bone crop, touching bone, coarse skin depth) and
     the scan-level one of `ScanContext` (bone surface at half maximum, skin depth at full
-    resolution)."""
-    return ScanContext(scan, seg).crop(crop_lesions_basic(scan, seg, margin=margin))
+    resolution, joint gaps; `settings` gives the joint thresholds, defaults when None)."""
+    return ScanContext(scan, seg, settings).crop(crop_lesions_basic(scan, seg, margin=margin))
