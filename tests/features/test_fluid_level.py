@@ -297,3 +297,15 @@ def test_radiograph_interface_point_lies_on_the_level(gravity_rc):
     p = present[0].point_lps
     assert abs((p - centre) @ g - 0.8) < 0.5, (p, centre)
     assert np.linalg.norm(p - centre) < 4.0
+
+
+def test_plane_fit_gives_no_tilt_along_an_axis_the_columns_do_not_span():
+    """A pocket one slice thick: every column has the same slice coordinate, so the fit must not
+    trade the intercept for a slope along it (least squares' minimum-norm answer does)."""
+    from calcimg.features.fluid_level import _plane_fit
+
+    y = np.arange(6.0)
+    u = np.column_stack([np.full(6, 7.5), y])
+    coef, inl = _plane_fit(u, 5.0 + 0.1 * y, tol=0.75)
+    assert coef[1] == 0.0 and coef[2] == pytest.approx(0.1) and inl.all()
+    assert coef[0] == pytest.approx(5.0)

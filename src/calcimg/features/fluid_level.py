@@ -201,7 +201,13 @@ def _gravity_frame(image: np.ndarray, mask: np.ndarray, spacing: np.ndarray,
 def _plane_fit(u: np.ndarray, h: np.ndarray, tol: float) -> tuple[np.ndarray, np.ndarray]:
     """Robust plane h = c0 + c1 u1 + c2 u2 over the columns: from two starts (a horizontal plane at
     the median height and the least-squares plane) refit three times on the columns within `tol`;
-    the fit with most inliers wins. Returns the coefficients and the inlier mask."""
+    the fit with most inliers wins. Returns the coefficients and the inlier mask.
+
+    An axis along which every column has the same coordinate (a pocket one slice thick) says
+    nothing about the tilt along it: its slope is 0, not whatever least squares would trade
+    against the intercept."""
+    flat = np.ptp(u, axis=0) < 1e-9 if len(u) else np.zeros(u.shape[1], bool)
+    u = np.where(flat[None, :], 0.0, u)
     X = np.column_stack([np.ones(len(h)), u])
     starts = [np.r_[np.median(h), np.zeros(u.shape[1])], np.linalg.lstsq(X, h, rcond=None)[0]]
     best = (starts[0], np.zeros(len(h), bool))
