@@ -57,6 +57,14 @@ MAX_FLOOR_TO_ROOF_CT = 0.7
 #: CT: ...unless the floor is flat outright (sub-voxel heights): RMS deviation from its plane at most this (mm; the lucent
 #: cores of the phantoms' shells deviate by 0.19 mm or more, their level floors by 0.01-0.15 mm).
 FLAT_FLOOR_MM = 0.15
+#: CT: slices at least this thick (mm) and this many times the finest spacing are also tested
+#: one by one when the 3D pockets show no level; levels of adjacent slices within
+#: `SLICE_LEVEL_MM` of height are one loculus.
+SLICE_MM = 2.0
+SLICE_RATIO = 1.5
+SLICE_LEVEL_MM = 1.5
+#: CT, slice by slice: the shortest level line (mm); a vessel lumen's floor is flat over 3 mm.
+MIN_SLICE_LINE_MM = 4.0
 #: CT: the dependent layer must reach this HU and exceed the supernatant by this much.
 MIN_SEDIMENT_HU = 130.0
 MIN_STEP_HU = 80.0
@@ -267,7 +275,8 @@ def _robust_sd(v: np.ndarray) -> float:
     return float(1.4826 * np.median(np.abs(v - np.median(v)))) if v.size else NAN
 
 
-def _pocket_level(img: np.ndarray, pocket: np.ndarray, fs: np.ndarray, basis: np.ndarray) -> Level | None:
+def _pocket_level(img: np.ndarray, pocket: np.ndarray, fs: np.ndarray, basis: np.ndarray,
+                  min_area: float = MIN_INTERFACE_AREA_MM2) -> Level | None:
     """Test one closed fluid pocket (frame arrays cropped around it, with room below)."""
     sh = fs[0]
     col_area = float(np.prod(fs[1:]))
@@ -287,7 +296,7 @@ def _pocket_level(img: np.ndarray, pocket: np.ndarray, fs: np.ndarray, basis: np
     tol = max(PLANE_TOLERANCE_MM, sh)
     coef, inl = _plane_fit(u, h, tol)
     area = inl.sum() * col_area
-    if area < MIN_INTERFACE_AREA_MM2:
+    if area < min_area:
         return None
     # narrowest extent of the interface (4 SD of its columns across the narrow axis, plus a column)
     spread = np.linalg.eigvalsh(np.atleast_2d(np.cov(u[inl], rowvar=False)))[0] if inl.sum() > 2 else 0.0
@@ -323,18 +332,11 @@ def _pocket_level(img: np.ndarray, pocket: np.ndarray, fs: np.ndarray, basis: np
                  why_not="; ".join(why), point_index=local)
 
 
-def _ct_levels(frame: _Frame) -> tuple[list[Level], int]:
-    """Every closed fluid pocket of a CT lesion tested; returns the candidates and the number of
-    pockets that were large enough to test.
-
-    A pocket is a connected part of the envelope below a threshold whose one-voxel shell is at
-    least `MIN_ENCLOSED_FRACTION` at or above it (closed: a bay of soft tissue that the closing
-    added to the envelope is open to the outside). Thresholds `POCKET_HU` are tried in turn: 130 HU
-    finds well-resolved loculi; partial volume leaves small loculi in thick slices at 150-300 HU,
-    which only the higher threshold separates. A pocket that contains one already found at a lower
-    threshold replaces it only when it shows a level and the smaller one did not.
-    """
-    img, env, fs = frame.image, frame.envelope, frame.spacing
+def _pockets(img: np.ndarray, env: np.ndarray, fs: np.ndarray, basis: np.ndarray, to_crop,
+             min_area: float) -> tuple[list[tuple[np.ndarray, tuple, Level]], int]:
+    """Every closed fluid pocket of `img` (3D, or one slice in 2D) tested: (pocket mask, its box
+    in `img`, the candidate level) for each, and the number of pockets large enough to test.
+    `to_crop` maps the array's indices to the crop's."""
     voxel = float(np.prod(fs))
     pad = [max(2, int(np.ceil(2.5 / s))) for s in fs]
     found: list[tuple[np.ndarray, tuple, Level]] = []  # (pocket, its box, level)
@@ -350,7 +352,7 @@ def _ct_levels(frame: _Frame) -> tuple[list[Level], int]:
             grown = tuple(slice(max(b.start - p, 0), min(b.stop + p, sz))
                           for b, p, sz in zip(box, pad, img.shape, strict=True))
             pocket = labels[grown] == k
-            if pocket.sum() * voxel < MIN_INTERFACE_AREA_MM2 * fs[0]:
+            if pocket.sum() * voxel < min_area * fs[0]:
                 continue
             if any(b.start == 0 or b.stop == sz for b, sz in zip(box, img.shape, strict=True)):
                 continue
@@ -365,11 +367,11 @@ def _ct_levels(frame: _Frame) -> tuple[list[Level], int]:
             prior = [i for i, (pk, bx, _) in enumerate(found) if _overlaps(pocket, grown, pk, bx)]
             if any(found[i][2].present for i in prior):
                 continue
-            level = _pocket_level(img[grown], pocket, fs, frame.basis)
+            level = _pocket_level(img[grown], pocket, fs, basis, min_area)
             if level is None:
                 continue
             if level.point_index is not None:
-                level.point_index = _to_crop(frame, level.point_index + np.array([g.start for g in grown]))
+                level.point_index = to_crop(level.point_index + np.array([g.start for g in grown]))
             if prior and not level.present:
                 continue
             if not prior:
@@ -377,7 +379,69 @@ def _ct_levels(frame: _Frame) -> tuple[list[Level], int]:
             for i in sorted(prior, reverse=True):
                 del found[i]
             found.append((pocket, grown, level))
-    return [lv for _, _, lv in found], tested
+    return found, tested
+
+
+def _slice_axis(frame: _Frame) -> int | None:
+    """The frame axis across gravity along which the scan's slices are thick (>= 2 mm and >= 1.5 x
+    the finest spacing), when the frame is the crop's own grid (gravity along an array axis)."""
+    M = frame.to_crop[0] if frame.to_crop is not None else None
+    if M is None or not np.array_equal(np.abs(M), np.abs(M).astype(bool)):
+        return None
+    if np.abs(M).sum() != M.shape[0]:
+        return None  # resampled onto an oblique frame: no slices to follow
+    fs = frame.spacing
+    c = 1 + int(np.argmax(fs[1:]))
+    return c if fs[c] >= SLICE_MM and fs[c] >= SLICE_RATIO * float(fs.min()) else None
+
+
+def _ct_levels(frame: _Frame) -> tuple[list[Level], int]:
+    """Every closed fluid pocket of a CT lesion tested; returns the candidates and the number of
+    pockets that were large enough to test.
+
+    A pocket is a connected part of the envelope below a threshold whose one-voxel shell is at
+    least `MIN_ENCLOSED_FRACTION` at or above it (closed: a bay of soft tissue that the closing
+    added to the envelope is open to the outside). Thresholds `POCKET_HU` are tried in turn: 130 HU
+    finds well-resolved loculi; partial volume leaves small loculi in thick slices at 150-300 HU,
+    which only the higher threshold separates. A pocket that contains one already found at a lower
+    threshold replaces it only when it shows a level and the smaller one did not.
+
+    Thick slices (`_slice_axis`): when no 3D pocket shows a level, each slice is tested on its
+    own as well (pockets in 2D, the interface a line perpendicular to gravity at least 4 mm long):
+    loculi a few mm across, whose 1 mm septa the slices do not resolve, merge into pockets whose
+    levels lie at different heights in different slices. A level is then measured in the slice
+    plane only (its tilt across the slices cannot be); levels of adjacent slices within 1.5 mm of
+    height count as one loculus; a slice's level inside a 3D pocket rejected as domed below as
+    above (a lens: a cyst's fluid core) does not count.
+    """
+    found3, tested = _pockets(frame.image, frame.envelope, frame.spacing, frame.basis,
+                              lambda idx: _to_crop(frame, idx), MIN_INTERFACE_AREA_MM2)
+    levels = [lv for _, _, lv in found3]
+    c = _slice_axis(frame)
+    if c is None or any(lv.present for lv in levels):
+        return levels, tested
+    # a pocket the 3D test saw whole and found domed below as above (a cyst's fluid core) keeps
+    # that verdict: a slice through it does not overrule it
+    lens = np.zeros(frame.image.shape, bool)
+    for pocket, box, lv in found3:
+        if "curved as the roof" in lv.why_not:
+            lens[box] |= pocket
+    fs2 = np.delete(frame.spacing, c)
+    basis2 = np.delete(frame.basis, c, axis=0)
+    per_slice: list[tuple[int, Level]] = []
+    for k in range(frame.image.shape[c]):
+        env2 = np.take(frame.envelope, k, axis=c)
+        if not env2.any():
+            continue
+        img2 = np.ascontiguousarray(np.take(frame.image, k, axis=c))
+        found, _ = _pockets(img2, np.ascontiguousarray(env2), fs2, basis2,
+                            lambda idx, k=k: _to_crop(frame, np.insert(idx, c, k)), MIN_SLICE_LINE_MM)
+        lens2 = np.take(lens, k, axis=c)
+        per_slice += [(k, lv) for pocket, box, lv in found if lv.present and not (lens2[box] & pocket).any()]
+    distinct = [lv for k, lv in per_slice
+                if not any(k2 == k - 1 and abs(lv2.height_mm - lv.height_mm) <= SLICE_LEVEL_MM
+                           for k2, lv2 in per_slice)]
+    return levels + distinct, max(tested, len(distinct))
 
 
 def _overlaps(a: np.ndarray, box_a: tuple, b: np.ndarray, box_b: tuple) -> bool:
