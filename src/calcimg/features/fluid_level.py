@@ -626,6 +626,13 @@ def fluid_level_features(lesion: Lesion) -> dict:
     * the dependent layer (median HU 0.5-1.5 mm below the interface) is >= 130 HU and exceeds a by
       >= 80 HU: denser side dependent.
 
+    Thick slices (>= 2 mm and >= 1.5 x the in-plane spacing, gravity in the slice plane): when no
+    3D pocket has a level, every slice is tested the same way in 2D (the interface a line >= 4 mm
+    long; its tilt is measured in the slice plane only), because 1 mm septa between loculi a few
+    mm across vanish between such slices and merge loculi whose levels lie at different heights.
+    Levels of adjacent slices within 1.5 mm of height count as one loculus; a slice's level
+    inside a pocket the 3D test rejected as a lens does not count.
+
     Radiographs (2D detector). The crop is turned so ĝ runs down the frame's rows. At every pixel
     the mean of the 1.5 mm band below minus the 1.5 mm band above (both inside E, smoothed 0.5 mm
     along the level) is the step; pixels where it is a maximum along ĝ and >= 3 x the pixel noise
