@@ -4,20 +4,27 @@ Run: ``python benchmarks/bench_features.py [--data DIR] [--repeats 3] [--baselin
 
 Uses the phantom ``bench`` preset (one 512 x 512 x 400 CT with about 200 lesions), generated into a
 temporary folder unless ``--data`` names a folder that holds it. `segment_ct` runs once (not timed
-here: see bench_segment.py); then, timed:
+here: see bench_segment.py); then, timed, in rounds that alternate (a) and (b) so that a change in
+the machine's load hits both alike (medians over the rounds):
 
-(a) calcimg: `crop_lesions` with the scan context (`crop_lesions`) plus
-    `lesion_features` (size, intensity and rim-to-core profile, bone gap, skin depth, compartment,
-    ossification, IBSI morphology) for every lesion: crops, so the cost follows the lesion's size;
+(a) calcimg: `crop_lesions` with the scan context plus the features of issue 6,
+    ``lesion_features(lesion, BASIC_FAMILIES)`` (size, intensity and rim-to-core profile, bone
+    gap, skin depth, compartment, ossification, IBSI morphology), for every lesion: crops, so the
+    cost follows the lesion's size;
 (b) the baseline, what PyRadiomics does: one whole-volume pass per label. For each label, the
     label's mask on the full volume (``labels == i``) and scikit-image ``regionprops`` on it with
     the HU image (area, centroid, bounding box, mean/max intensity, which scan the full volume),
     then the bone distance read off a full-grid distance transform of the bone mask (computed
-    once and shared, untimed, which favours the baseline), then the same `lesion_features` on the
-    lesion's crop (PyRadiomics computes its features on the bounding-box crop after those
-    whole-volume passes; crops and context are made untimed, favouring the baseline again). The baseline is timed on
-    ``--baseline-labels`` labels spread over the size range and extrapolated to all labels (the
-    output says so): the full run would take minutes.
+    once and shared, untimed, which favours the baseline), then the same features on the lesion's
+    crop (PyRadiomics computes its features on the bounding-box crop after those whole-volume
+    passes; crops and context are made untimed, favouring the baseline again). The baseline is
+    timed on ``--baseline-labels`` labels spread over the size range and extrapolated to all
+    labels (the output says so): the full run would take minutes.
+
+Also printed, not part of the ratio: the full row (`lesion_features` with every family, the shape
+descriptors of issue 7 included) and the cost of each family (issue 7's target: all descriptors
+< 10 s on 2 cores). Everything runs on one core; the load average printed with the results says how
+busy the machine was (other processes share the cores).
 
 Prints lesions per second for both and their ratio; the last line is exactly
 ``lesions_per_s=<calcimg> ratio_vs_baseline=<ratio>``. Target: ratio >= 100 and all lesions in
@@ -72,22 +79,51 @@ def main() -> None:
               f"{time.perf_counter() - t:.2f} s (not counted); {n} lesions; cores available: "
               f"{len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()}")
 
-        def calcimg_all():
-            return [lesion_features(les) for les in crop_lesions(scan, seg)]
-
-        calcimg_all()  # warm-up (imports, caches, page faults)
-        times = []
-        for _ in range(args.repeats):
-            t = time.perf_counter()
-            rows = calcimg_all()
-            times.append(time.perf_counter() - t)
-        ours = statistics.median(times)
-        assert len(rows) == n
-
-        # per-family cost (issue 7: the shape descriptors, all lesions < 10 s on 2 cores)
-        from calcimg.features import FAMILIES
+        from calcimg.features import BASIC_FAMILIES, FAMILIES
         from calcimg.features._shape import CACHE_KEY, shape_of
 
+        def calcimg_all(families=BASIC_FAMILIES):
+            return [lesion_features(les, families) for les in crop_lesions(scan, seg)]
+
+        sizes = np.array([m.sum() for m in seg.masks])
+        order = np.argsort(sizes)
+        k = min(args.baseline_labels, n)
+        picks = [int(order[i]) + 1 for i in np.linspace(0, n - 1, k).round().astype(int)]
+        bone_dist = ndimage.distance_transform_edt(~seg.bone, sampling=scan.spacing)  # shared, untimed
+        hu = scan.pixels
+        lesions = {les.lesion_id: les for les in crop_lesions(scan, seg)}
+
+        def baseline_picks():
+            for lid in picks:
+                full = (seg.labels == lid).astype(np.uint8)  # one whole-volume pass per label
+                props = regionprops(full, intensity_image=hu, spacing=scan.spacing)[0]
+                _ = (props.area, props.centroid, props.bbox, props.intensity_mean, props.intensity_max)
+                _ = float(bone_dist[full.astype(bool)].min())
+                lesion_features(lesions[lid], BASIC_FAMILIES)  # then the features on the crop, as PyRadiomics does
+
+        rows = calcimg_all()  # warm-up (imports, compiled kernels, caches, page faults)
+        assert len(rows) == n
+        baseline_picks()
+        times, base_times = [], []
+        for _ in range(args.repeats):  # alternate, so a change in load hits both alike
+            t = time.perf_counter()
+            calcimg_all()
+            times.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            baseline_picks()
+            base_times.append((time.perf_counter() - t) / k)
+        ours = statistics.median(times)
+        per_label = statistics.median(base_times)
+        base_total = per_label * n
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+
+        full_times = []
+        for _ in range(args.repeats):
+            t = time.perf_counter()
+            calcimg_all(FAMILIES)
+            full_times.append(time.perf_counter() - t)
+
+        # per-family cost (issue 7: the shape descriptors, all lesions < 10 s on 2 cores)
         crops = list(crop_lesions(scan, seg))
         t = time.perf_counter()
         for les in crops:
@@ -103,33 +139,19 @@ def main() -> None:
             les.context.pop("_envelope_depth", None)
         for name, sec in family_s.items():
             print(f"  {name:40s} {sec:6.3f} s  ({1000 * sec / max(n, 1):5.2f} ms/lesion)")
-        descriptors = sum(v for k, v in family_s.items() if k.startswith(("_shape", "lobulation", "septation",
-                                                                             "linearity", "rim", "fluid")))
-        print(f"shape descriptors (lobulation, septation, linearity, rim{', fluid level' if any(k.startswith('fluid') for k in family_s) else ''}): "
+        descriptors = sum(v for k_, v in family_s.items() if k_.startswith(("_shape", "lobulation", "septation",
+                                                                              "linearity", "rim", "fluid")))
+        print(f"shape descriptors (lobulation, septation, linearity, rim{', fluid level' if any(k_.startswith('fluid') for k_ in family_s) else ''}): "
               f"{descriptors:.2f} s for {n} lesions -> {'met' if descriptors < 10 else 'NOT met'} (target < 10 s)")
-
-        sizes = np.array([m.sum() for m in seg.masks])
-        order = np.argsort(sizes)
-        k = min(args.baseline_labels, n)
-        picks = [int(order[i]) + 1 for i in np.linspace(0, n - 1, k).round().astype(int)]
-        bone_dist = ndimage.distance_transform_edt(~seg.bone, sampling=scan.spacing)  # shared, untimed
-        hu = scan.pixels
-        lesions = {les.lesion_id: les for les in crop_lesions(scan, seg)}
-        t = time.perf_counter()
-        for lid in picks:
-            full = (seg.labels == lid).astype(np.uint8)  # one whole-volume pass per label
-            props = regionprops(full, intensity_image=hu, spacing=scan.spacing)[0]
-            _ = (props.area, props.centroid, props.bbox, props.intensity_mean, props.intensity_max)
-            _ = float(bone_dist[full.astype(bool)].min())
-            lesion_features(lesions[lid])  # then the features on the crop, as PyRadiomics does
-        per_label = (time.perf_counter() - t) / k
-        base_total = per_label * n
+        print(f"full row (crop_lesions + every family, descriptors included): {statistics.median(full_times):.3f} s "
+              f"for {n} lesions (median of {args.repeats}, min {min(full_times):.3f} s)")
 
         ours_rate, base_rate = n / ours, n / base_total
-        print(f"calcimg:  {ours:.3f} s for {n} lesions (median of {args.repeats}, "
-              f"min {min(times):.3f} s) = {ours_rate:.1f} lesions/s")
-        print(f"baseline: {per_label:.3f} s per label, timed on {k} labels spread over the size range "
-              f"and extrapolated to {n}: {base_total:.1f} s = {base_rate:.3f} lesions/s")
+        print(f"calcimg:  {ours:.3f} s for {n} lesions, crop_lesions + issue-6 features (median of {args.repeats}, "
+              f"min {min(times):.3f} s) = {ours_rate:.1f} lesions/s; load average {load:.2f} on "
+              f"{len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()} cores")
+        print(f"baseline: {per_label:.3f} s per label (median of {args.repeats}), timed on {k} labels spread over "
+              f"the size range and extrapolated to {n}: {base_total:.1f} s = {base_rate:.3f} lesions/s")
         print(f"target: ratio >= 100 and {n} lesions < 2 s: ratio {ours_rate / base_rate:.0f}, "
               f"{ours:.2f} s -> {'met' if ours_rate / base_rate >= 100 and ours < 2 else 'NOT met'}")
         print(f"lesions_per_s={ours_rate:.1f} ratio_vs_baseline={ours_rate / base_rate:.1f}")

@@ -1,6 +1,8 @@
 """Per-lesion features: pure functions ``Lesion -> dict`` with unit-suffixed column names.
 
-`lesion_features` runs every family and joins their ``not_assessed`` reasons.
+`lesion_features` runs every family (or the ones given) and joins their ``not_assessed`` reasons.
+`BASIC_FAMILIES` are size, intensity, context and IBSI morphology; `DESCRIPTOR_FAMILIES` the shape
+descriptors built on the shared isotropic envelope (`calcimg.features._shape`).
 """
 
 from calcimg.features._shape import CACHE_KEY as _SHAPE_CACHE
@@ -16,16 +18,19 @@ from calcimg.features.size import size_features
 from calcimg.features.study import SERIES_STUDY_COLUMNS, study_features
 from calcimg.lesion import Lesion
 
-FAMILIES = (size_features, intensity_features, context_features, morphology_features,
-            lobulation_features, septation_features, linearity_features, rim_features,
-            fluid_level_features)
+BASIC_FAMILIES = (size_features, intensity_features, context_features, morphology_features)
+DESCRIPTOR_FAMILIES = (lobulation_features, septation_features, linearity_features, rim_features,
+                       fluid_level_features)
+FAMILIES = BASIC_FAMILIES + DESCRIPTOR_FAMILIES
 
 
-def lesion_features(lesion: Lesion) -> dict:
-    """Every feature of a lesion; ``not_assessed`` lists what could not be measured and why."""
+def lesion_features(lesion: Lesion, families=FAMILIES) -> dict:
+    """Every feature of a lesion (of the given `families`, all by default); ``not_assessed`` lists
+    what could not be measured and why. Per-lesion caches the families share (the envelope depth,
+    the isotropic envelope) are dropped afterwards."""
     row: dict = {}
     reasons: list[str] = []
-    for family in FAMILIES:
+    for family in families:
         values = family(lesion)
         reason = values.pop("not_assessed", "")
         if reason:
@@ -38,7 +43,9 @@ def lesion_features(lesion: Lesion) -> dict:
 
 
 __all__ = [
+    "BASIC_FAMILIES",
     "CONTEXT_COLUMNS",
+    "DESCRIPTOR_FAMILIES",
     "FAMILIES",
     "FLUID_LEVEL_COLUMNS",
     "INTENSITY_COLUMNS",

@@ -7,10 +7,10 @@ phlebolith) shows its centre, which the 130 HU calcium mask leaves out (criteria
 
 from __future__ import annotations
 
-import edt
 import numpy as np
-from scipy import ndimage
 
+from calcimg.features import _fast
+from calcimg.features._shape import fill_holes
 from calcimg.lesion import Lesion
 
 #: Depth bands below the envelope surface (mm): rim [0, 1), mid [1, 2), core >= 2.
@@ -40,15 +40,13 @@ def envelope_depth_mm(lesion: Lesion) -> tuple[np.ndarray, np.ndarray]:
     if cached is not None:
         return cached
     mask = np.asarray(lesion.mask, bool)
-    env = ndimage.binary_fill_holes(mask)
+    env = fill_holes(mask)
     spacing = np.asarray(lesion.spacing, dtype=float)
     if env.ndim == 3 and env.shape[0] == 1 and lesion.kind == "ct":
         # a single slice: depth in-plane only (the slice axis cannot hold a core)
-        d = edt.edt(np.ascontiguousarray(env[0]).view(np.uint8), anisotropy=tuple(spacing[1:]),
-                    black_border=True, parallel=1)[None]
+        d = _fast.edt(np.ascontiguousarray(env[0]).view(np.uint8), tuple(spacing[1:]), black_border=True)[None]
     else:  # outside the crop counts as outside the envelope
-        d = edt.edt(np.ascontiguousarray(env).view(np.uint8), anisotropy=tuple(spacing),
-                    black_border=True, parallel=1)
+        d = _fast.edt(np.ascontiguousarray(env).view(np.uint8), tuple(spacing), black_border=True)
     depth = np.where(env, d - 0.5 * spacing.min(), 0.0)
     lesion.context["_envelope_depth"] = (env, depth)
     return env, depth
