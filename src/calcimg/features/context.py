@@ -4,10 +4,10 @@ indicator (criteria-research 1.3, 2.6)."""
 
 from __future__ import annotations
 
-import edt
 import numpy as np
 from scipy import ndimage
 
+from calcimg._edt import edt as fast_edt
 from calcimg.features.intensity import CORE_MM, RIM_MM, envelope_depth_mm
 from calcimg.lesion import Lesion
 
@@ -41,8 +41,8 @@ CONTEXT_COLUMNS = ("bone_distance_mm", "skin_depth_mm", "shell_fat_fraction", "s
 def _edt_to(target: np.ndarray, spacing) -> np.ndarray:
     """Distance (mm) from every voxel to the nearest True voxel of `target` (outside the array
     counts as not-target). The `edt` package: several times faster than scipy, equal to 1e-5."""
-    return edt.edt(np.ascontiguousarray(~target).view(np.uint8), anisotropy=tuple(float(s) for s in spacing),
-                   black_border=False, parallel=1)
+    return fast_edt(np.ascontiguousarray(~target).view(np.uint8), anisotropy=tuple(float(s) for s in spacing),
+                   black_border=False)
 
 
 def _lesion_halfmax_surface(lesion: Lesion) -> np.ndarray:

@@ -20,10 +20,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import edt
 import numpy as np
 from scipy import ndimage
 
+from calcimg._edt import edt as fast_edt
 from calcimg.lesion import Lesion
 
 #: Envelope closing radius (mm; criteria-research 2.0).
@@ -128,9 +128,9 @@ def _envelope(mask: np.ndarray, spacing: np.ndarray, radius_mm: float = CLOSING_
     pad = [int(np.ceil(radius_mm / s)) + 1 for s in spacing]
     m = np.pad(mask, [(p, p) for p in pad])
     aniso = tuple(float(s) for s in spacing)
-    dist_out = edt.edt(np.ascontiguousarray(~m).view(np.uint8), anisotropy=aniso, black_border=False, parallel=1)
+    dist_out = fast_edt(np.ascontiguousarray(~m).view(np.uint8), anisotropy=aniso, black_border=False)
     dilated = dist_out <= radius_mm
-    dist_in = edt.edt(np.ascontiguousarray(dilated).view(np.uint8), anisotropy=aniso, black_border=True, parallel=1)
+    dist_in = fast_edt(np.ascontiguousarray(dilated).view(np.uint8), anisotropy=aniso, black_border=True)
     closed = (dist_in > radius_mm) | m
     closed = closed[tuple(slice(p, -p) for p in pad)]
     return ndimage.binary_fill_holes(closed)
@@ -360,8 +360,8 @@ def _pockets(img: np.ndarray, env: np.ndarray, fs: np.ndarray, basis: np.ndarray
             closed = env[grown][ring] & (img[grown][ring] >= thr)
             if closed.mean() < MIN_ENCLOSED_FRACTION:
                 continue
-            depth = edt.edt(np.ascontiguousarray(pocket).view(np.uint8), anisotropy=tuple(float(s) for s in fs),
-                            black_border=True, parallel=1)
+            depth = fast_edt(np.ascontiguousarray(pocket).view(np.uint8), anisotropy=tuple(float(s) for s in fs),
+                            black_border=True)
             if depth.max() < MIN_POCKET_DEPTH_MM:
                 continue
             prior = [i for i, (pk, bx, _) in enumerate(found) if _overlaps(pocket, grown, pk, bx)]

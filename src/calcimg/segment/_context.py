@@ -26,11 +26,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-import edt
 import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
+from calcimg._edt import edt as fast_edt
 from calcimg.lesion import Lesion
 from calcimg.scan import Scan
 from calcimg.segment._crop import crop_lesions_basic
@@ -116,8 +116,8 @@ class _FineSkin:
         outside = (scan.pixels[z, lo[0]:hi[0], lo[1]:hi[1]] <= AIR_HU) & ~self.inner[cz][np.ix_(yy, xx)]
         if not outside.any():
             return coarse_mm
-        d = edt.edt(np.ascontiguousarray(~outside).view(np.uint8), anisotropy=tuple(float(v) for v in sp[1:]),
-                    black_border=False, parallel=1)
+        d = fast_edt(np.ascontiguousarray(~outside).view(np.uint8), anisotropy=tuple(float(v) for v in sp[1:]),
+                    black_border=False)
         return float(max(d[c[0] - lo[0], c[1] - lo[1]] - 0.5 * min(sp[1:]), 0.0))
 
 
