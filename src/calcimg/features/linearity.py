@@ -34,10 +34,18 @@ COLUMNS = tuple(c[0] for c in LINEARITY_COLUMNS)
 SLENDER_LO, SLENDER_HI = 3.0, 8.0  # slenderness from "not linear" to "fully linear"
 
 
+#: Medial-ridge points at least this fraction of the deepest point's depth give the thickness.
+RIDGE_FRACTION = 0.5
+
+
 def _thickness(shape: Shape) -> float:
     m = shape.mask
     d = _edt(m, shape.s)
     ridge = m & (d >= ndimage.maximum_filter(d, size=3))
+    # spurs of the medial ridge that the staircase of a thick-slice surface grows (local maxima a
+    # voxel or two deep) are not the object's half-thickness: only the ridge at least half as
+    # deep as the deepest point counts
+    ridge &= d >= RIDGE_FRACTION * float(d.max())
     vals = d[ridge]
     return float(2.0 * np.median(vals)) if vals.size else NAN
 
@@ -129,7 +137,8 @@ def linearity_features(lesion: Lesion) -> dict:
         [0, 1]. Rod (vessel, myositis ossificans) versus sheet (calcinosis universalis).
     calcified_thickness_mm : float
         t = 2 x median of the calcified mask's EDT (mm) over its medial ridge (voxels not
-        exceeded by their 3^n neighbours). mm. A vessel wall, plaque or shell is thin; a rice
+        exceeded by their 3^n neighbours, at least half as deep as the deepest voxel: the
+        shallow spurs a thick-slice staircase grows are not the object's thickness). mm. A vessel wall, plaque or shell is thin; a rice
         grain, tendon deposit or solid nodule is its own width.
     slenderness : float
         Li2. principal_length_mm / t. >= ~1; linear above ~4 (criteria-research 2.3).
