@@ -64,8 +64,14 @@ def _bone_gap_halfmax(lesion: Lesion, pts: np.ndarray | None = None) -> tuple[fl
     pts = _lesion_halfmax_surface(lesion) if pts is None else pts
     tree = ctx.get("bone_surface")
     if tree is not None:  # the scan's bone surface, built once (segment._context)
-        d, _ = tree.query((pts + np.asarray(lesion.offset)) * spacing, distance_upper_bound=BONE_SEARCH_MM)
-        d = float(d.min())
+        q = (pts + np.asarray(lesion.offset)) * spacing
+        # a sparse sample first: its nearest distance bounds the full query, which then prunes
+        # almost every branch of the tree (the same minimum, several times faster)
+        step = max(1, len(q) // 32)
+        d = float(tree.query(q[::step], distance_upper_bound=BONE_SEARCH_MM)[0].min())
+        if step > 1:
+            bound = d * (1 + 1e-9) + 1e-9 if np.isfinite(d) else BONE_SEARCH_MM
+            d = min(d, float(tree.query(q, distance_upper_bound=bound)[0].min()))
         if np.isfinite(d):
             return max(d - spacing.min(), 0.0), ""
         return float("nan"), "bone_distance_mm: no bone within 30 mm"
