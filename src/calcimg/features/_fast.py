@@ -23,23 +23,10 @@ milliseconds. tests/features/test_fast_kernels.py checks every kernel against th
 from __future__ import annotations
 
 import math
-import os
 
 import numpy as np
 
-try:  # numba is a hard dependency; the fallback keeps a broken install usable and testable
-    import numba
-
-    HAVE_NUMBA = os.environ.get("CALCIMG_DISABLE_NUMBA", "") != "1"
-except ImportError:  # pragma: no cover
-    numba = None
-    HAVE_NUMBA = False
-
-
-def _jit(fn):
-    if numba is None:  # pragma: no cover
-        return fn
-    return numba.njit(cache=True, nogil=True, boundscheck=False)(fn)
+from calcimg._edt import HAVE_NUMBA, _jit, edt  # noqa: F401  (one numba switch; edt re-exported)
 
 
 @_jit
@@ -481,7 +468,6 @@ def binary_mesh_measures(mask, cube_volume, cube_moment, cube_area, spacing):
 
 
 # The Euclidean distance transform lives in calcimg._edt (the scan context uses it too).
-from calcimg._edt import edt  # noqa: E402, F401  (re-exported: _fast.edt)
 
 # --------------------------------------------------------------------------------------------
 # Linear resampling: scipy.ndimage.zoom(order=1, grid_mode=True, mode="nearest"), bit-identical
