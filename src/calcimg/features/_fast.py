@@ -382,6 +382,17 @@ def hull_measures(points, lattice):
     return True, volume, area, max_sq_distance(points[np.flatnonzero(on_hull)])
 
 
+
+@_jit
+def _face_neighbour(i, j, k, axis, step):
+    """The index one `step` (-1 or 1) from (i, j, k) along `axis`."""
+    if axis == 0:
+        return i + step, j, k
+    if axis == 1:
+        return i, j + step, k
+    return i, j, k + step
+
+
 @_jit
 def binary_mesh_measures(mask, cube_volume, cube_moment, cube_area, spacing):
     """Volume, area and vertices of the marching-cubes mesh (level 0.5) of the zero-padded
@@ -450,13 +461,7 @@ def binary_mesh_measures(mask, cube_volume, cube_moment, cube_area, spacing):
                     continue
                 for axis in range(3):
                     for step in (-1, 1):
-                        a, b, c = i, j, k
-                        if axis == 0:
-                            a += step
-                        elif axis == 1:
-                            b += step
-                        else:
-                            c += step
+                        a, b, c = _face_neighbour(i, j, k, axis, step)
                         if 0 <= a < s0 and 0 <= b < s1 and 0 <= c < s2 and mask[a, b, c]:
                             continue
                         lattice[n, 0] = 2 * (i + 1)
@@ -565,13 +570,7 @@ def _fill_holes_3d(mask, first_axis_is_border):
         i, j, k = stack[top, 0], stack[top, 1], stack[top, 2]
         for axis in range(3):
             for step in (-1, 1):
-                a, b, c = i, j, k
-                if axis == 0:
-                    a += step
-                elif axis == 1:
-                    b += step
-                else:
-                    c += step
+                a, b, c = _face_neighbour(i, j, k, axis, step)
                 if 0 <= a < s0 and 0 <= b < s1 and 0 <= c < s2 and not mask[a, b, c] and not reach[a, b, c]:
                     reach[a, b, c] = True
                     stack[top, 0], stack[top, 1], stack[top, 2] = a, b, c
