@@ -30,7 +30,8 @@ import math
 from calcimg.criteria._table import INDETERMINATE, PATTERNS, Criterion, Table
 
 
-def _is_missing(v) -> bool:
+def is_missing(v) -> bool:
+    """None, blank text, NaN or infinite: a value that was not measured."""
     if v is None:
         return True
     if isinstance(v, str):
@@ -106,7 +107,7 @@ def assess(row: dict, table: Table) -> dict[str, dict]:
                 continue
             total_abs += abs(crit.weight)
             value = row.get(crit.feature)
-            if _is_missing(value):
+            if is_missing(value):
                 results.append((crit, None, None))
                 if crit.key:
                     missing_keys.append(crit)
@@ -211,7 +212,7 @@ def apply(row: dict, table: Table) -> dict:
 
 
 def _flag(v) -> int | None:
-    return None if _is_missing(v) else int(float(v) >= 0.5)
+    return None if is_missing(v) else int(float(v) >= 0.5)
 
 
 def study_context(lesion_rows: list[dict], series_row: dict, table: Table) -> dict:

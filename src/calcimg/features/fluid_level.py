@@ -424,7 +424,7 @@ def _ct_levels(frame: _Frame) -> tuple[list[Level], int]:
     # that verdict: a slice through it does not overrule it
     lens = np.zeros(frame.image.shape, bool)
     for pocket, box, lv in found3:
-        if "curved as the roof" in lv.why_not:
+        if lv.floor_to_roof > MAX_FLOOR_TO_ROOF_CT:
             lens[box] |= pocket
     fs2 = np.delete(frame.spacing, c)
     basis2 = np.delete(frame.basis, c, axis=0)

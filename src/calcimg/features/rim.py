@@ -61,20 +61,25 @@ def _ellipsoid_residual(pts: np.ndarray) -> float:
     return float(np.sqrt(np.mean(r ** 2)) * scale)
 
 
-def _rim_core(shape: Shape) -> tuple[float, float]:
+def _background(shape: Shape) -> float:
+    """Median intensity 1-3 mm outside the envelope (CT without such a shell: 40 HU, soft
+    tissue; radiographs: the darkest pixel outside the envelope)."""
+    env, img = shape.env, shape.image
+    outside = _edt(~env, shape.s, black_border=False)
+    shell = (~env) & (outside > 1.0) & (outside <= 3.0)
+    if shell.any():
+        return float(np.median(img[shell]))
+    return 40.0 if shape.kind == "ct" else float(img[~env].min())
+
+
+def _rim_core(shape: Shape, bg: float) -> tuple[float, float]:
     s = shape.s
     w = max(1.0, 2 * s, 0.15 * shape.r_eq)
     depth = shape.depth
     env = shape.env
     rim = env & (depth < w)
     core = env & (depth >= 2 * w)
-    outside = _edt(~env, s, black_border=False)
-    shell = (~env) & (outside > 1.0) & (outside <= 3.0)
     img = shape.image
-    if shape.kind == "ct":
-        bg = float(np.median(img[shell])) if shell.any() else 40.0
-    else:
-        bg = float(np.median(img[shell])) if shell.any() else float(img[~env].min())
     index = NAN
     if core.sum() >= 4 and rim.any():
         rc = float(np.median(img[rim])) - bg
@@ -102,8 +107,9 @@ def _rim_core(shape: Shape) -> tuple[float, float]:
     return index, completeness
 
 
-def _central_lucency(shape: Shape) -> float:
-    """Radiographs: how much darker the middle of a projected lesion is than its densest part."""
+def _central_lucency(shape: Shape, bg: float) -> float:
+    """Radiographs: how much darker the middle of a projected lesion is than its densest part
+    (`bg`: `_background`)."""
     if shape.ndim != 2:
         return NAN
     env, depth, img = shape.env, shape.depth, shape.image
@@ -111,9 +117,6 @@ def _central_lucency(shape: Shape) -> float:
     if dmax < 2.0 * shape.s:
         return NAN
     centre = env & (depth >= CENTRE_DEPTH * dmax)
-    outside = _edt(~env, shape.s, black_border=False)
-    shell = (~env) & (outside > 1.0) & (outside <= 3.0)
-    bg = float(np.median(img[shell])) if shell.any() else float(img[~env].min())
     peak = float(np.percentile(img[env], 95)) - bg
     if peak <= 0 or not centre.any():
         return NAN
@@ -185,7 +188,8 @@ def rim_features(lesion: Lesion) -> dict:
     else:
         weight = np.concatenate([np.linalg.norm(np.roll(c, -1, axis=0) - c, axis=1) for c in shape.boundary()])
     energy = float(np.sum(weight * kappa ** 2) / np.sum(weight)) * shape.r_eq ** 2
-    index, completeness = _rim_core(shape)
+    bg = _background(shape)
+    index, completeness = _rim_core(shape, bg)
     smooth = math.exp(-(rel / ROUGHNESS_SCALE) ** 2 - max(energy - CURVATURE_FREE, 0.0))
     row = {
         "rim_smoothness": smooth,
@@ -194,7 +198,7 @@ def rim_features(lesion: Lesion) -> dict:
         "rim_curvature_energy": energy,
         "rim_core_index": index,
         "ring_completeness": completeness,
-        "central_lucency": _central_lucency(shape),
+        "central_lucency": _central_lucency(shape, bg),
     }
     if not np.isfinite(index):
         row["not_assessed"] = "rim_core_index: the envelope has no core (fewer than 4 voxels deeper than 2 rim widths)"

@@ -14,6 +14,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from calcimg.criteria._evaluate import is_missing
+
 #: Columns a radiologist reads first, in this order (those present are shown).
 KEY_COLUMNS: tuple[str, ...] = (
     "lesion_id", "pattern", "volume_mm3", "area_mm2", "max_diameter_mm", "mean_hu", "max_hu",
@@ -74,24 +76,13 @@ def plain(text) -> str:
     return re.sub(r"(?<=[a-z0-9])_(?=[a-z0-9])", " ", str(text))
 
 
-def _missing(value) -> bool:
-    if value is None:
-        return True
-    if isinstance(value, str):
-        return value.strip() == ""
-    try:
-        return bool(math.isnan(float(value)))
-    except (TypeError, ValueError):
-        return False
-
-
 def format_value(name: str, value) -> str:
     """One feature value for people: units, sensible digits, words for flags and empties."""
     if name == "fluid_level":
-        if _missing(value):
+        if is_missing(value):
             return "not assessable"
         return "present" if float(value) >= 0.5 else "absent"
-    if _missing(value):
+    if is_missing(value):
         return "—"
     if isinstance(value, str):
         return plain(value)
@@ -115,21 +106,21 @@ def describe_lesion(row: dict) -> str:
     pattern = plain(row.get("pattern")) if "pattern" in row else ""
     head = f"**Lesion {lid}**: " + (f"pattern **{pattern}**" if pattern else
                                     "pattern not assigned" if "pattern" in row else "pattern not available")
-    size = next((c for c in ("volume_mm3", "area_mm2") if not _missing(row.get(c))), None)
+    size = next((c for c in ("volume_mm3", "area_mm2") if not is_missing(row.get(c))), None)
     parts = []
     if size:
         parts.append(f"{column_label(size, unit=False)} {format_value(size, row[size])}")
-    if not _missing(row.get("max_diameter_mm")):
+    if not is_missing(row.get("max_diameter_mm")):
         parts.append(f"max diameter {format_value('max_diameter_mm', row['max_diameter_mm'])}")
     for c in DESCRIPTOR_COLUMNS:
         parts.append(f"{column_label(c, unit=False)} {format_value(c, row[c])}" if c in row
                      else f"{column_label(c, unit=False)} not available")
     text = head + "; " + ", ".join(parts) + "."
     ev = row.get("evidence") if "evidence" in row else None
-    text += f" Evidence: {plain(ev)}." if not _missing(ev) else (
+    text += f" Evidence: {plain(ev)}." if not is_missing(ev) else (
         " Evidence: none fired." if "evidence" in row else " Evidence: not available.")
     na = row.get("not_assessed")
-    if not _missing(na):
+    if not is_missing(na):
         text += f" Not assessed: {plain(na)}."
     return text
 

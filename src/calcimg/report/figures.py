@@ -30,11 +30,11 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
+from calcimg.criteria._evaluate import is_missing
 from calcimg.report._overlay import _ID_COLOURS, _PATTERN_COLOURS
 from calcimg.report._results import (
     DESCRIPTOR_COLUMNS,
     Results,
-    _missing,
     column_label,
     format_value,
     load_results,
@@ -449,7 +449,7 @@ def _feature_text(row: dict, kind: str, width: int = 60, max_lines: int = 5) -> 
             words.append(f"{label}: not available")
             continue
         v = row.get(name)
-        text = plain(v) if not _missing(v) else ("none" if name == "evidence" else "—")
+        text = plain(v) if not is_missing(v) else ("none" if name == "evidence" else "—")
         if name == "not_assessed":
             text = re.sub(r"\s*\([^)]*\)", "", text)  # the why in brief; details in the table
         text = "; ".join(t.strip() for t in text.split(";"))
