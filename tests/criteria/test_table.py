@@ -78,3 +78,13 @@ def test_editing_the_toml_changes_the_result_without_code(tmp_path):
     # raising min_score makes the same lesion indeterminate
     strict = TEXT.replace("min_score = 0.35", "min_score = 0.99", 1)
     assert evaluate(row, load_table(_write(tmp_path, strict)))["pattern"] == "indeterminate"
+
+
+def test_dystrophic_damaged_muscle_sign_needs_an_intramuscular_shell():
+    """criteria-research 2.6 calls a lesion intramuscular at >= 70 % muscle in its shell; a deposit
+    half in fat (a phlebolith, a node, a fascial-plane lesion) earns no damaged-muscle support."""
+    from calcimg.criteria import membership
+
+    crit = next(c for c in load_table().criteria if c.id == "dy_intramuscular")
+    assert {"RP-CM", "EUR-CM"} <= set(crit.sources) and crit.grade == "C"
+    assert membership(crit, 0.55) < 0.2 and membership(crit, 0.85) > 0.8
