@@ -14,7 +14,9 @@ from its neighbourhood, measured in units of the image's own noise (criteria-res
 4. Candidates: hysteresis threshold, seeds at ``dx_contrast_sigma``, grown over
    ``dx_grow_sigma``.
 5. Bone: candidate structures (holes filled) of at least ``dx_bone_min_area_mm2`` whose rim is
-   brighter than their inside (cortical edges) are bone; an opening by ``dx_bone_open_mm`` first
+   brighter than their inside (cortical edges) are bone; an outline broken by gaps of up to 2 mm
+   (a flat bone en face whose frame other bones cross) is sealed for the hole filling when what
+   it encloses is itself bone-sized; an opening by ``dx_bone_open_mm`` first
    cuts thin calcifications (vessel walls, small deposits) off them, and everything within
    ``dx_bone_margin_mm`` of the bone is dropped from the candidates. Cortex the bone mask left
    out is dropped too: a candidate lying mostly within 1 mm of bone (cortex blur or halo, however
@@ -83,6 +85,8 @@ _STEPS_PER_RADIUS = 8
 # a bone cut by the image edge: its two cortices reach the border at most this many background
 # scales apart, and the border between them closes its outline for hole filling
 _BORDER_GAP_SCALES = 3.0
+# a bone outline broken where other bones cross it is sealed over gaps up to twice this (mm)
+_SEAL_MM = 1.0
 # candidates lying mostly within this distance (mm) of bone are cortex blur or halo
 _BONE_EDGE_MM = 1.0
 # a candidate whose surrounding ring (this wide, mm) lies on bone for at least this fraction fills
@@ -481,7 +485,19 @@ def _interp_axis(a: np.ndarray, pos: np.ndarray, axis: int) -> np.ndarray:
 def _bone_mask(candidates: np.ndarray, z: np.ndarray, mm, settings: Settings) -> np.ndarray:
     """Large dense structures with a rim brighter than their inside (cortical edges)."""
     shape = candidates.shape
-    filled = _fill_holes_closing_border(candidates, _BORDER_GAP_SCALES * settings.dx_background_scale_mm, mm)
+    gap_mm = _BORDER_GAP_SCALES * settings.dx_background_scale_mm
+    filled = _fill_holes_closing_border(candidates, gap_mm, mm)
+    # a cortical outline broken where other bones cross it (an iliac wing en face behind the
+    # acetabular rims) leaks: an outline sealed over gaps of up to 2 x _SEAL_MM has its holes
+    # filled when they are bone-sized (seals included); smaller ones are the gaps between a
+    # calcified shell and the cortex it lies against, and stay open
+    sealed = ndi.binary_closing(candidates, structure=_disk(_SEAL_MM, mm), border_value=0)
+    holes = _fill_holes_closing_border(sealed | candidates, gap_mm, mm) & ~filled
+    lab, n = ndi.label(holes, _EIGHT)
+    if n:
+        big = np.bincount(lab.ravel(), minlength=n + 1) * (mm[0] * mm[1]) >= settings.dx_bone_min_area_mm2
+        big[0] = False
+        filled |= big[lab]
     r_open = settings.dx_bone_open_mm
     core = ndi.binary_opening(filled, structure=_disk(r_open, mm)) if r_open > 0 else filled
     lab, n = ndi.label(core, _EIGHT)
