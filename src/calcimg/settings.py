@@ -120,6 +120,20 @@ class Settings:
         Radiographs: a candidate over bone with an internal cortical line at least this strong
         (ridge strength in noise sigmas) within 2 mm of it is that line's end or a crossing of
         lines, not a deposit (phantom: deposits 1.5-5.7, line ends and crossings 8-20).
+    dx_blob_smooth_mm : float
+        Radiographs: Gaussian sigma (mm) of a second soft-tissue search for faint compact deposits
+        at their own scale (0 turns it off): a 2-5 mm deposit gains signal over pixel noise there,
+        where at ``dx_smooth_mm`` it stays under the seed.
+    dx_blob_sigma : float
+        Radiographs: seed contrast of that search, in noise sigmas of the image smoothed by
+        ``dx_blob_smooth_mm``; candidates grow over half of it and must be compact (elongation
+        <= ``dx_over_bone_max_elongation``, filling their moment ellipse) and clear of bone and
+        skin by ``dx_blob_clear_mm``. Higher than ``dx_contrast_sigma`` because the smoothed image
+        holds more anatomical clutter per noise sigma (phantom DX views, seeds 0-2 demo and 0-1
+        test: compact lesion-free blobs reach 14.0, missed deposits 14.4-17.9).
+    dx_blob_clear_mm : float
+        Radiographs: that search keeps only candidates at least this far (mm) from bone and from
+        the skin line (the edge-enhancement halos and strips beside them are not deposits).
     dx_bone_rim_mm : float
         Radiographs: a thin elongated candidate lying for 90% within this distance (mm) of bone
         is cortex the bone opening cut off (a socket's rim seen tangentially) and joins the bone;
@@ -180,6 +194,9 @@ class Settings:
     dx_over_bone_max_elongation: float = 3.5
     dx_over_bone_line_sigma: float = 7.0
     dx_bone_rim_mm: float = 4.0
+    dx_blob_smooth_mm: float = 0.5
+    dx_blob_sigma: float = 16.0
+    dx_blob_clear_mm: float = 3.0
     joint_gap_mm: float = 10.0
     joint_min_bone_mm: float = 8.0
     periarticular_mm: float = 50.0
@@ -193,12 +210,12 @@ class Settings:
         for name in ("dx_background_scale_mm", "dx_smooth_mm", "dx_contrast_sigma", "dx_grow_sigma",
                      "dx_fallback_pixel_mm", "dx_over_bone_scale_mm", "dx_over_bone_sigma",
                      "dx_over_bone_smooth_mm", "dx_over_bone_max_elongation",
-                     "dx_over_bone_line_sigma"):
+                     "dx_over_bone_line_sigma", "dx_blob_sigma"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"settings: {name} must be > 0, not {getattr(self, name)!r}")
         for name in ("dx_min_area_mm2", "dx_group_gap_mm", "dx_bone_min_area_mm2", "dx_bone_open_mm",
                      "dx_bone_margin_mm", "dx_skin_band_mm", "dx_over_bone_inset_mm",
-                     "dx_bone_rim_mm"):
+                     "dx_bone_rim_mm", "dx_blob_smooth_mm", "dx_blob_clear_mm"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"settings: {name} must be >= 0, not {getattr(self, name)!r}")
         for name in ("joint_gap_mm", "intra_articular_fraction"):

@@ -391,3 +391,27 @@ def test_flat_bone_with_a_broken_outline_is_bone():
     assert seg.n_lesions == 1, f"{seg.n_lesions} lesions"
     assert seg.labels[120, 250] == 1
     assert not (seg.labels & frame).any()
+
+
+def test_faint_compact_deposit_found_at_its_own_scale_and_a_faint_stripe_not():
+    """A 3 mm deposit too faint for the seed at ``dx_smooth_mm`` (pixel noise) stands out on the
+    image smoothed to its own scale (``dx_blob_smooth_mm``) and is found; a stripe of the same
+    contrast (a fat plane) is not compact and stays out, and with the search off (0) the deposit
+    is missed."""
+    rng = np.random.default_rng(5)
+    img = ndi.gaussian_filter(rng.normal(1000.0, 20.0, (400, 400)), 0.6)  # detector blur
+    yy, xx = np.mgrid[:400, :400]
+    # at 0.2 mm pixels: a deposit of radius 1.5 mm (peak 3-4 sigmas at dx_smooth_mm, about 18 at
+    # dx_blob_smooth_mm) and a 1.6 mm stripe (at most 7 sigmas at dx_smooth_mm, 10-17 smoothed)
+    img[(yy - 100) ** 2 + (xx - 100) ** 2 <= 7.5**2] += 20.0
+    img[:, 290:298] += 12.0
+    img = img.astype(np.float32)
+    scan = Scan(img, (0.2, 0.2), (0, 0), np.eye(2), "radiograph")
+    seg = segment_radiograph(scan)
+    _check_segmentation(seg, img.shape)
+    assert seg.n_lesions == 1 and seg.labels[100, 100] == 1
+    assert not seg.labels[:, 285:305].any()
+    area = (seg.labels == 1).sum() * 0.04
+    assert 4.0 <= area <= 12.0, f"{area:.1f} mm2 for a 7.1 mm2 deposit"
+    off = segment_radiograph(scan, Settings(dx_blob_smooth_mm=0.0))
+    assert off.n_lesions == 0
