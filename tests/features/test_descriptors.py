@@ -187,3 +187,46 @@ def test_flower_linearity_on_thick_tilted_slices():
     rot = Rotation.from_euler("xyz", (0.0, 311.5, 146.0), degrees=True).as_matrix()
     row = measure(shapes.flower(6, spacing=(2.5, 0.6, 0.6), rotation=rot))
     assert abs(row["linearity"] - ref["linearity"]) < 0.05
+
+
+def projected_ellipsoid(radii=(16.0, 6.0, 5.4), wall=0.0, spacing=(0.2, 0.2), ramp=5.0):
+    """A radiograph of a calcified ellipsoid projected along its third axis: the pixel value is
+    the path length (mm) through calcium on a soft-tissue background that rises `ramp` per mm
+    across the image (a limb's thickness gradient). `wall` > 0: only a shell of that thickness
+    is calcified (the zonal myositis ossificans). The mask is the whole projected outline, as the
+    radiograph segmenter returns it (holes filled: in projection a closed calcified outline
+    encloses calcium)."""
+    a, b, c = radii
+    x = shapes.grid((a + 3, b + 3), spacing)
+
+    def chord(a, b, c):
+        q = 1.0 - (x[0] / a) ** 2 - (x[1] / b) ** 2
+        return 2.0 * c * np.sqrt(np.clip(q, 0.0, None))
+
+    path = chord(a, b, c) - (chord(a - wall, b - wall, c - wall) if wall > 0 else 0.0)
+    image = 1000.0 + ramp * x[1] + 100.0 * path
+    les = shapes.lesion_from(image, spacing, "radiograph")
+    les.mask[:] = chord(a, b, c) > 0
+    return les
+
+
+def test_radiograph_projected_shell_reads_as_its_wall_not_its_outline():
+    """criteria-research 1.3 / 2.3: a zonal myositis ossificans seen in projection is a filled
+    outline in the mask, but its calcified thickness is the wall's (measured at half maximum of
+    the image contrast), so it is slender and linear; the solid ellipsoid of the same outline
+    is as thick as it is wide and is not."""
+    shell = measure(projected_ellipsoid(wall=2.0))
+    solid = measure(projected_ellipsoid(wall=0.0))
+    assert solid["calcified_thickness_mm"] > 8.0 and solid["linearity"] < 0.05
+    assert shell["calcified_thickness_mm"] < 4.5
+    assert shell["slenderness"] > 6.0 and shell["linearity"] > 0.4
+    assert shell["principal_length_mm"] == pytest.approx(solid["principal_length_mm"], rel=0.01)
+
+
+def test_radiograph_thickness_of_a_uniform_bar_is_its_width():
+    """The half-maximum set of a bar of uniform contrast is the bar: 3 mm wide reads as 3 mm."""
+    x = shapes.grid((23.0, 4.5), (0.2, 0.2))
+    bar = shapes.lesion_from(np.where((np.abs(x[0]) <= 20) & (np.abs(x[1]) <= 1.5), 701.0, 1.0) + 2.0 * x[0],
+                             (0.2, 0.2), "radiograph")
+    row = measure(bar)
+    assert row["calcified_thickness_mm"] == pytest.approx(3.0, abs=0.45)

@@ -12,7 +12,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import dijkstra
-from skimage.morphology import skeletonize
+from skimage.morphology import reconstruction, skeletonize
 
 from calcimg.features._shape import NAN, Shape, _edt, covariance_eigenvalues, not_assessed, shape_of
 from calcimg.lesion import Lesion
@@ -23,7 +23,7 @@ LINEARITY_COLUMNS: list[tuple[str, str, str]] = [
     ("linear_anisotropy", "", "CT: 1 - sqrt(lambda_3 / lambda_1); radiograph: 1 - sqrt(lambda_2 / lambda_1); 0 ball, 1 rod or sheet"),
     ("westin_linear", "", "(lambda_1 - lambda_2) / lambda_1: rod-likeness"),
     ("westin_planar", "", "CT: (lambda_2 - lambda_3) / lambda_1: sheet-likeness"),
-    ("calcified_thickness_mm", "mm", "Twice the median inscribed radius along the calcified mask's medial ridge"),
+    ("calcified_thickness_mm", "mm", "Twice the median inscribed radius along the calcified mask's medial ridge (radiographs: the mask less an enclosed lucent centre, cut at the inner half-maximum of the image contrast, so a projected shell reads as its wall)"),
     ("slenderness", "", "principal_length_mm / calcified_thickness_mm"),
     ("skeleton_length_mm", "mm", "Longest geodesic path through the envelope's skeleton"),
     ("skeleton_length_ratio", "", "skeleton_length_mm / envelope equivalent diameter"),
@@ -38,8 +38,80 @@ SLENDER_LO, SLENDER_HI = 3.0, 8.0  # slenderness from "not linear" to "fully lin
 RIDGE_FRACTION = 0.5
 
 
-def _thickness(shape: Shape) -> float:
+#: Radiographs: the image is smoothed with a Gaussian of this sigma (mm) before the half-maximum
+#: threshold (criteria-research 2.0), so that quantum noise does not fray the wall.
+HALF_MAX_SIGMA_MM = 0.5
+#: Radiographs: the lesion's peak contrast is this percentile of its contrast over the mask
+#: (robust to a few hot pixels).
+PEAK_PERCENTILE = 95.0
+#: Radiographs: an enclosed dip of the contrast whose floor is at most (1 - this) x the peak is
+#: a lucent centre (the zonal shell's; central_lucency reads 0.3-0.7 there), not texture.
+LUCENCY_MIN = 0.25
+
+
+def _background_plane(shape: Shape) -> np.ndarray | None:
+    """Radiographs: the soft-tissue background under the lesion, a plane a + b.x fitted (least
+    squares, refitted without the > 3 MAD outliers: other calcifications, bone edges) to the
+    pixels 1-3 mm outside the envelope, evaluated over the crop. A first-order background
+    follows the gradient of soft-tissue thickness across a limb, which a constant does not.
+    None when the ring is too small to fit."""
+    env, img = shape.env, shape.image
+    outside = _edt(~env, shape.s, black_border=False)
+    ring = (~env) & (outside > 1.0) & (outside <= 3.0)
+    idx = np.argwhere(ring).astype(float)
+    if len(idx) < 10:
+        return None
+    a = np.column_stack([np.ones(len(idx)), idx])
+    y = img[ring].astype(float)
+    keep = np.ones(len(y), bool)
+    for _ in range(2):
+        coef, *_ = np.linalg.lstsq(a[keep], y[keep], rcond=None)
+        res = y - a @ coef
+        mad = float(np.median(np.abs(res[keep] - np.median(res[keep]))))
+        keep = np.abs(res) <= max(3.0 * 1.4826 * mad, 1e-6)
+        if keep.sum() < 10:
+            break
+    return coef[0] + np.tensordot(coef[1:], np.indices(img.shape).astype(float), axes=1)
+
+
+def _calcified_wall(shape: Shape) -> np.ndarray:
+    """Radiographs: the calcified mask less its lucent centre, found on the image.
+
+    The radiograph segmenter fills holes (in projection a closed calcified outline encloses
+    calcium), so a zonal shell (myositis ossificans: dense periphery, lucent centre) comes as a
+    filled outline. Its projected contrast c = G_0.5mm * image - background plane
+    (`_background_plane`) peaks where the rays run tangentially through the wall and dips
+    through the centre, where they cross only the front and back walls. The lucent centre is
+    each basin of the grey-level hole filling of c (reconstruction by erosion from the crop
+    border: a region enclosed by higher contrast) whose floor f is at most
+    (1 - `LUCENCY_MIN`) x peak (peak = `PEAK_PERCENTILE` of c over the mask), cut at the inner
+    half-maximum, c < (peak + f) / 2 (criteria-research 2.0: half-maximum boundaries; the
+    outer boundary stays the mask's). A solid grain or rod has no such basin and keeps its
+    mask. Falls back to the mask without a background ring, a positive peak, or 4 pixels."""
     m = shape.mask
+    bg = _background_plane(shape)
+    if bg is None:
+        return m
+    c = ndimage.gaussian_filter(shape.image.astype(np.float64), max(HALF_MAX_SIGMA_MM / shape.s, 0.5)) - bg
+    peak = float(np.percentile(c[m], PEAK_PERCENTILE))
+    if peak <= 0:
+        return m
+    seed = np.full(c.shape, c.max())
+    border = np.zeros(c.shape, bool)
+    border[0, :] = border[-1, :] = border[:, 0] = border[:, -1] = True
+    seed[border] = c[border]
+    dip = reconstruction(seed, c, method="erosion") - c
+    labels, n = ndimage.label(dip > 1e-6 * peak)
+    if not n:
+        return m
+    floor = np.asarray(ndimage.minimum(c, labels, index=np.arange(1, n + 1)))
+    inner = np.where(floor <= (1.0 - LUCENCY_MIN) * peak, 0.5 * (peak + floor), -np.inf)
+    wall = m & ~(c < np.concatenate([[-np.inf], inner])[labels])
+    return wall if wall.sum() >= 4 else m
+
+
+def _thickness(shape: Shape) -> float:
+    m = _calcified_wall(shape) if shape.ndim == 2 else shape.mask
     d = _edt(m, shape.s)
     ridge = m & (d >= ndimage.maximum_filter(d, size=3))
     # spurs of the medial ridge that the staircase of a thick-slice surface grows (local maxima a
@@ -139,7 +211,12 @@ def linearity_features(lesion: Lesion) -> dict:
         t = 2 x median of the calcified mask's EDT (mm) over its medial ridge (voxels not
         exceeded by their 3^n neighbours, at least half as deep as the deepest voxel: the
         shallow spurs a thick-slice staircase grows are not the object's thickness). mm. A vessel wall, plaque or shell is thin; a rice
-        grain, tendon deposit or solid nodule is its own width.
+        grain, tendon deposit or solid nodule is its own width. Radiographs: the mask is first
+        cut by its lucent centre (`_calcified_wall`): with c the contrast above a fitted
+        background plane, peak its 95th percentile, each enclosed basin of c with floor
+        f <= 0.75 peak loses its pixels with c < (peak + f) / 2 (inner half-maximum), since
+        the segmenter's filled outline of a projected shell (zonal myositis ossificans) is not
+        calcium; solid lesions keep their mask. Criteria: myositis ossificans (linear).
     slenderness : float
         Li2. principal_length_mm / t. >= ~1; linear above ~4 (criteria-research 2.3).
     skeleton_length_mm, skeleton_length_ratio, tortuosity : float
