@@ -196,7 +196,7 @@ def segment_radiograph(scan: Scan, settings: Settings | None = None) -> Segmenta
         candidates &= ~near_bone
         over = _over_bone(image, bone, mm, settings)
     if settings.dx_blob_smooth_mm > settings.dx_smooth_mm:
-        candidates |= _compact_blobs(image, inside, body, bone, z, mm, settings)
+        candidates |= _compact_blobs(image, inside, body, bone, z, candidates, mm, settings)
     # in projection a closed calcified outline (a shell, a lobule wall) encloses calcium too
     candidates = ndi.binary_fill_holes(candidates)
 
@@ -262,15 +262,17 @@ def segment_radiograph(scan: Scan, settings: Settings | None = None) -> Segmenta
                         touches_bone=touches_bone)
 
 
-def _compact_blobs(image, inside, body, bone, z_fine, mm, settings: Settings) -> np.ndarray:
+def _compact_blobs(image, inside, body, bone, z_fine, found, mm, settings: Settings) -> np.ndarray:
     """Faint compact deposits in soft tissue, sought at their own scale.
 
     The image smoothed by ``dx_blob_smooth_mm`` against the same local-median background, in its
     own noise sigmas; hysteresis at ``dx_blob_sigma`` / half of it; kept when compact (elongation
     <= ``dx_over_bone_max_elongation``, area >= 0.6 of its moment ellipse: not a fat plane or a
-    halo strip), at least ``dx_blob_clear_mm`` from bone and from the skin line, and faint at the
-    detection scale (peak of `z_fine` under ``dx_blob_sigma``): anything brighter there was judged
-    whole by the first search (a speck under ``dx_min_area_mm2`` blurs into a blob here).
+    halo strip), at least ``dx_blob_clear_mm`` from bone and from the skin line, faint at the
+    detection scale (peak of `z_fine` under ``dx_blob_sigma``: anything brighter there was judged
+    whole by the first search; a speck under ``dx_min_area_mm2`` blurs into a blob here) and not
+    touching what the first search `found` (a deposit found there keeps its sharper outline: the
+    blurred one is larger and rounder, and the demo's parasitic grains read as phleboliths).
     """
     s = settings.dx_blob_smooth_mm
     detect = ndi.gaussian_filter(image, (s / mm[0], s / mm[1]))
@@ -295,6 +297,7 @@ def _compact_blobs(image, inside, body, bone, z_fine, mm, settings: Settings) ->
     keep = (area >= settings.dx_min_area_mm2) & (elong <= settings.dx_over_bone_max_elongation)
     keep &= fill >= _OVER_BONE_MIN_FILL
     keep &= np.asarray(ndi.maximum(z_fine, comp, np.arange(n + 1))) < seed
+    keep &= np.bincount(comp[found], minlength=n + 1) == 0
     keep[0] = False
     return keep[comp]
 
