@@ -84,10 +84,7 @@ def build_views(seed: int):
     feet: list = []
 
     def keep_footprint(les, sl, path, *args):
-        foot = path >= 0.5  # as `_record` does
-        if not foot.any():
-            foot = path >= 0.5 * path.max()
-        r, c = np.nonzero(foot)
+        r, c = np.nonzero(phantom_dx.footprint(path))
         feet.append((r + sl[1].start, c + sl[2].start))
         return record(les, sl, path, *args)
 

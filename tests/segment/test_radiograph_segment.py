@@ -53,10 +53,7 @@ def phantom_dx_views(preset: str, seed: int = 0) -> list[tuple[Scan, dict]]:
     views: dict = {}
 
     def keep_footprint(les, sl, path, *args):
-        foot = path >= 0.5  # as `_record` does
-        if not foot.any():
-            foot = path >= 0.5 * path.max()
-        r, c = np.nonzero(foot)
+        r, c = np.nonzero(phantom_dx.footprint(path))
         footprints.append((r + sl[1].start, c + sl[2].start))
         return record(les, sl, path, *args)
 

@@ -151,10 +151,15 @@ def _project(view, spec, an, lesions, center, p, depth, rng, cache):
                   "lesions": records}
 
 
-def _record(les, sl, path, calc, fg, an, g, row, col, p, in_plane, bone_gap_map):
+def footprint(path: np.ndarray) -> np.ndarray:
+    """A lesion's footprint on the image: pixels whose ray crosses >= 0.5 mm of its calcium (or,
+    for a lesion thinner than that everywhere, >= half its largest path)."""
     foot = path >= 0.5
-    if not foot.any():
-        foot = path >= 0.5 * path.max()
+    return foot if foot.any() else path >= 0.5 * path.max()
+
+
+def _record(les, sl, path, calc, fg, an, g, row, col, p, in_plane, bone_gap_map):
+    foot = footprint(path)
     r, c = np.nonzero(foot)
     r, c = r + sl[1].start, c + sl[2].start
     pts = np.c_[c * p, r * p]

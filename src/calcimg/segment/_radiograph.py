@@ -292,13 +292,9 @@ def _compact_blobs(image, inside, body, bone, z_fine, found, mm, settings: Setti
     comp, n = ndi.label(cand, _EIGHT)
     if n == 0:
         return cand
-    area = np.bincount(comp.ravel(), minlength=n + 1) * (mm[0] * mm[1])
-    elong, fill = _shape(comp, n, mm)
-    keep = (area >= settings.dx_min_area_mm2) & (elong <= settings.dx_over_bone_max_elongation)
-    keep &= fill >= _OVER_BONE_MIN_FILL
+    keep = _compact(comp, n, mm, settings)
     keep &= np.asarray(ndi.maximum(z_fine, comp, np.arange(n + 1))) < seed
     keep &= np.bincount(comp[found], minlength=n + 1) == 0
-    keep[0] = False
     return keep[comp]
 
 
@@ -321,11 +317,7 @@ def _over_bone(image, bone, mm, settings: Settings) -> np.ndarray:
     comp, n = ndi.label(cand, _EIGHT)
     if n == 0:
         return cand
-    area = np.bincount(comp.ravel(), minlength=n + 1) * (mm[0] * mm[1])
-    elong, fill = _shape(comp, n, mm)
-    keep = (area >= settings.dx_min_area_mm2) & (elong <= settings.dx_over_bone_max_elongation)
-    keep &= fill >= _OVER_BONE_MIN_FILL
-    keep[0] = False
+    keep = _compact(comp, n, mm, settings)
     if not keep.any():
         return np.zeros(shape, bool)
     # isolated: a line's fragment or two lines' crossing continues bright beyond the opened blob
@@ -351,6 +343,18 @@ def _over_bone(image, bone, mm, settings: Settings) -> np.ndarray:
             line = np.asarray(ndi.maximum(ridge, ring_lab[box], np.arange(n + 1)))
         keep &= line < settings.dx_over_bone_line_sigma
     return keep[comp]
+
+
+def _compact(comp: np.ndarray, n: int, mm, settings: Settings) -> np.ndarray:
+    """Per label 0..n (0 False): at least ``dx_min_area_mm2``, elongation at most
+    ``dx_over_bone_max_elongation`` and filling its moment ellipse (>= `_OVER_BONE_MIN_FILL`): a
+    deposit's blob, not a line, a streak or a strip."""
+    area = np.bincount(comp.ravel(), minlength=n + 1) * (mm[0] * mm[1])
+    elong, fill = _shape(comp, n, mm)
+    keep = (area >= settings.dx_min_area_mm2) & (elong <= settings.dx_over_bone_max_elongation)
+    keep &= fill >= _OVER_BONE_MIN_FILL
+    keep[0] = False
+    return keep
 
 
 def _pad_box(box, margin_mm: float, mm, shape) -> tuple[slice, slice]:
