@@ -221,6 +221,17 @@ def test_radiograph_projected_shell_reads_as_its_wall_not_its_outline():
     assert shell["calcified_thickness_mm"] < 4.5
     assert shell["slenderness"] > 6.0 and shell["linearity"] > 0.4
     assert shell["principal_length_mm"] == pytest.approx(solid["principal_length_mm"], rel=0.01)
+    # the zone phenomenon in projection (criterion mo_zonal_2d): the 12 x 4 mm hollow of the
+    # 16 x 6 mm shell, cut at the inner half-maximum, is a third of the outline; nothing of the
+    # solid one is lucent
+    assert 0.2 < shell["lucent_centre_fraction"] < 0.58 and solid["lucent_centre_fraction"] == 0.0
+
+
+def test_radiograph_tube_seen_side_on_has_no_zonal_centre():
+    """A vessel's lumen seen side-on (a 40 x 4 mm tube with a 0.5 mm wall) dips less than a
+    quarter below the tangential walls: no lucent centre, so mo_zonal_2d cannot fire on it."""
+    tube = measure(projected_ellipsoid(radii=(20.0, 2.0, 2.0), wall=0.5))
+    assert tube["lucent_centre_fraction"] < 0.05
 
 
 def test_radiograph_thickness_of_a_uniform_bar_is_its_width():

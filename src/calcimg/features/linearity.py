@@ -24,6 +24,7 @@ LINEARITY_COLUMNS: list[tuple[str, str, str]] = [
     ("westin_linear", "", "(lambda_1 - lambda_2) / lambda_1: rod-likeness"),
     ("westin_planar", "", "CT: (lambda_2 - lambda_3) / lambda_1: sheet-likeness"),
     ("calcified_thickness_mm", "mm", "Twice the median inscribed radius along the calcified mask's medial ridge (radiographs: the mask less an enclosed lucent centre, cut at the inner half-maximum of the image contrast, so a projected shell reads as its wall)"),
+    ("lucent_centre_fraction", "", "Radiograph: area of the enclosed lucent centre (cut at its inner half-maximum) over the mask's area, 0..1; 0 for a solid deposit, ~0.3-0.6 for a projected zonal shell"),
     ("slenderness", "", "principal_length_mm / calcified_thickness_mm"),
     ("skeleton_length_mm", "mm", "Longest geodesic path through the envelope's skeleton"),
     ("skeleton_length_ratio", "", "skeleton_length_mm / envelope equivalent diameter"),
@@ -110,8 +111,7 @@ def _calcified_wall(shape: Shape) -> np.ndarray:
     return wall if wall.sum() >= 4 else m
 
 
-def _thickness(shape: Shape) -> float:
-    m = _calcified_wall(shape) if shape.ndim == 2 else shape.mask
+def _thickness(shape: Shape, m: np.ndarray) -> float:
     d = _edt(m, shape.s)
     ridge = m & (d >= ndimage.maximum_filter(d, size=3))
     # spurs of the medial ridge that the staircase of a thick-slice surface grows (local maxima a
@@ -249,7 +249,10 @@ def linearity_features(lesion: Lesion) -> dict:
     row["westin_linear"] = (l1 - float(lam[1])) / l1 if l1 > 0 else 0.0
     if shape.ndim == 3:
         row["westin_planar"] = (float(lam[1]) - float(lam[2])) / l1 if l1 > 0 else 0.0
-    t = _thickness(shape)
+    wall = _calcified_wall(shape) if shape.ndim == 2 else shape.mask
+    if shape.ndim == 2:
+        row["lucent_centre_fraction"] = 1.0 - float(wall.sum()) / max(float(shape.mask.sum()), 1.0)
+    t = _thickness(shape, wall)
     row["calcified_thickness_mm"] = t
     row["slenderness"] = row["principal_length_mm"] / t if t > 0 else NAN
     skel = skeletonize(shape.env)
