@@ -144,6 +144,36 @@ def test_fluid_level_is_strong_but_not_pathognomonic_and_neck_is_not_an_exclusio
     assert 0 < neck["score_tumoral_calcinosis"] < with_level["score_tumoral_calcinosis"]
 
 
+def test_radiograph_zonal_shell_reads_as_myositis_and_a_long_band_at_bone_not_as_tendinitis():
+    """mo_zonal_2d: a projected shell whose lucent centre is a third of its outline (the demo
+    phantom's lateral view of a myositis) is myositis ossificans; without the centre (the shell
+    half hidden by bone) the zonal sign is absent, which says nothing. ct_not_large: a 26 mm band
+    at the bone is not called tendinitis, a 6 mm deposit there still is."""
+    t = load_table()
+    shell = {"kind": "radiograph", "max_diameter_mm": 28.0, "bone_distance_mm": 1.8, "linearity": 0.5,
+             "tubularity": 0.56, "central_lucency": 0.56, "concavity_count": 2, "fluid_level": 0,
+             "calcified_thickness_mm": 2.8, "shape2d_circularity": 0.58}
+    zonal = evaluate({**shell, "lucent_centre_fraction": 0.33}, t)
+    solid = evaluate({**shell, "lucent_centre_fraction": 0.0}, t)
+    assert zonal["pattern"] == "myositis_ossificans" and "zonal: dense shell" in zonal["evidence"]
+    # absence neutral: a measured 0 never scores below not measuring it (coverage only helps)
+    unknown = evaluate(shell, t)["score_myositis_ossificans"]
+    assert unknown <= solid["score_myositis_ossificans"] < zonal["score_myositis_ossificans"]
+    assert solid["pattern"] != "myositis_ossificans"
+    # the demo phantom's AP half-ring, as measured
+    band = {"kind": "radiograph", "bone_distance_mm": 0.0, "calcified_thickness_mm": 4.0,
+            "central_lucency": 0.18, "concavity_count": 0, "fluid_level": 0, "linearity": 0.5,
+            "lobe_count": 1, "lobulation": 0.87, "lucent_centre_fraction": 0.01, "rim_smoothness": 0.0,
+            "septation": 0.0, "shape2d_circularity": 0.32, "shape2d_solidity": 0.74, "tubularity": 0.73}
+    long_band = evaluate({**band, "max_diameter_mm": 26.6}, t)
+    assert long_band["pattern"] != "calcific_tendinitis"
+    short = evaluate({**band, "max_diameter_mm": 12.0}, t)
+    assert long_band["score_calcific_tendinitis"] < short["score_calcific_tendinitis"] - 0.1
+    deposit = {**band, "max_diameter_mm": 6.0, "linearity": 0.0, "tubularity": 0.3, "lobulation": 0.1,
+               "shape2d_circularity": 0.8, "shape2d_solidity": 0.95, "rim_smoothness": 0.8}
+    assert evaluate(deposit, t)["pattern"] == "calcific_tendinitis"
+
+
 def test_study_context_flags_metabolic_calcinosis():
     t = load_table()
     tc = {"lesion_id": 1, "pattern": "tumoral_calcinosis"}
