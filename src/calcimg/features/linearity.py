@@ -24,7 +24,7 @@ LINEARITY_COLUMNS: list[tuple[str, str, str]] = [
     ("westin_linear", "", "(lambda_1 - lambda_2) / lambda_1: rod-likeness"),
     ("westin_planar", "", "CT: (lambda_2 - lambda_3) / lambda_1: sheet-likeness"),
     ("calcified_thickness_mm", "mm", "Twice the median inscribed radius along the calcified mask's medial ridge (radiographs: the mask less an enclosed lucent centre, cut at the inner half-maximum of the image contrast, so a projected shell reads as its wall)"),
-    ("lucent_centre_fraction", "", "Radiograph: area of the enclosed lucent centre (cut at its inner half-maximum) over the mask's area, 0..1; 0 for a solid deposit, ~0.3-0.6 for a projected zonal shell"),
+    ("lucent_centre_fraction", "", "Radiograph: area of the enclosed lucent centre (cut at its inner half-maximum) over the mask's area, 0..1; 0 for a solid deposit, ~0.1-0.6 for a projected zonal shell"),
     ("slenderness", "", "principal_length_mm / calcified_thickness_mm"),
     ("skeleton_length_mm", "mm", "Longest geodesic path through the envelope's skeleton"),
     ("skeleton_length_ratio", "", "skeleton_length_mm / envelope equivalent diameter"),
@@ -217,6 +217,13 @@ def linearity_features(lesion: Lesion) -> dict:
         f <= 0.75 peak loses its pixels with c < (peak + f) / 2 (inner half-maximum), since
         the segmenter's filled outline of a projected shell (zonal myositis ossificans) is not
         calcium; solid lesions keep their mask. Criteria: myositis ossificans (linear).
+    lucent_centre_fraction : float
+        Radiographs only (CT: NaN). 1 - |wall| / |mask|, with wall the mask less its lucent
+        centre as cut above: the share of the filled outline that is an enclosed lucent basin.
+        [0, 1]: 0 for a solid grain, rod or vessel seen side-on (its lumen dips less than
+        `LUCENCY_MIN`), 0.33 for a 16 x 6 mm ellipsoid with a 2 mm wall, 0.13-0.43 for the
+        phantoms' whole myositis shells. Criteria: myositis ossificans (mo_zonal_2d, the zone
+        phenomenon in projection).
     slenderness : float
         Li2. principal_length_mm / t. >= ~1; linear above ~4 (criteria-research 2.3).
     skeleton_length_mm, skeleton_length_ratio, tortuosity : float
@@ -249,8 +256,9 @@ def linearity_features(lesion: Lesion) -> dict:
     row["westin_linear"] = (l1 - float(lam[1])) / l1 if l1 > 0 else 0.0
     if shape.ndim == 3:
         row["westin_planar"] = (float(lam[1]) - float(lam[2])) / l1 if l1 > 0 else 0.0
-    wall = _calcified_wall(shape) if shape.ndim == 2 else shape.mask
+    wall = shape.mask
     if shape.ndim == 2:
+        wall = _calcified_wall(shape)
         row["lucent_centre_fraction"] = 1.0 - float(wall.sum()) / max(float(shape.mask.sum()), 1.0)
     t = _thickness(shape, wall)
     row["calcified_thickness_mm"] = t
