@@ -6,7 +6,8 @@ are false positives. A truth lesion is found when detections cover more than 10 
 footprint. Footprints, not centroids: a ring, shell or tube has its centroid in its lucent centre,
 and the centroid rule (a label within 1.5 mm) undercounts them; it is printed for comparison.
 Detections, not any label: on the phantoms a 50-270 mm2 strip of edge-enhancement halo beside the
-iliac plate touches a phlebolith that straddles the plate's cortex and would otherwise "find" it
+iliac plate (before the segmenter added the halo back) touched a phlebolith that straddles the
+plate's cortex and would otherwise have "found" it
 (6-22 % of that label lies on a lesion, 93-100 % of every true detection does).
 
 Run this file as a script (``python tests/segment/test_radiograph_segment.py [test|demo] [seed]``)
@@ -192,12 +193,12 @@ def test_phantom_dx_recall_and_no_bone(dx_views):
     * the calcific tendinitis above the greater trochanter (9.7 mm2), a faint deposit in the dark
       edge-enhancement halo beside the bone: its contrast peaks at 5.7-6.1 noise sigmas, under the
       8-sigma seed, while the strongest lesion-free compact soft-tissue blobs of the same views
-      reach 5.7-6.8 sigmas, so a seed low enough to find it would report those too;
+      reach 5.7-6.8 sigmas; with the halo added back it is found in the left-decubitus view only;
     * the phlebolith straddling the cortex of the edge-on iliac plate (17.9 mm2, 53 % over bone):
-      only a halo strip along the plate touches it (22 % of that label lies on a lesion), and the
-      edge band it sits in is searched by neither the soft-tissue nor the over-bone pass.
-    So recall here is 2/4 per view; the demo preset measures recall at a realistic scale
-    (`test_demo_dx_recall_and_no_bone`).
+      the edge band it sits in is searched by neither the soft-tissue nor the over-bone pass.
+    So recall here is 2-3/4 per view; the demo preset measures recall at a realistic scale
+    (`test_demo_dx_recall_and_no_bone`). No false positive: the 46-50 mm2 halo strip along the
+    plate that each view reported before the halo correction is gone.
     """
     for scan, truth in dx_views:
         t0 = time.perf_counter()
@@ -208,8 +209,7 @@ def test_phantom_dx_recall_and_no_bone(dx_views):
             if lesion["pattern"] in ("vascular", "tumoral_calcinosis"):
                 assert found, f"{truth['view']}: {lesion['pattern']} missed"
         assert counts["found"] >= 2, f"{truth['view']}: {counts['found']}/{counts['n']}"
-        # the halo strip beside the iliac plate (soft tissue, 46-50 mm2)
-        assert len(counts["false_positives"]) <= 1, f"{truth['view']}: {counts['false_positives']}"
+        assert not counts["false_positives"], f"{truth['view']}: {counts['false_positives']}"
         _check_bone_kept_out(scan, truth, seg, counts)
         assert seg.body is not None and seg.body.mean() > 0.5
 
@@ -217,16 +217,21 @@ def test_phantom_dx_recall_and_no_bone(dx_views):
 @pytest.mark.slow
 def test_demo_dx_recall_and_no_bone():
     """Demo preset (seed 0: erect, supine and left-decubitus AP and an erect lateral, twelve lesions
-    each): recall by footprint >= 10/12 in every view and >= 0.85 over the four, bone never a
-    lesion.
+    each): recall by footprint >= 10/12 in every view and >= 42/48 over the four, at most three
+    false positives per view, bone never a lesion.
 
-    Measured 41/48 (0.85; the issue asks 0.9): 10/12 in each AP view, 11/12 lateral; by centroid
-    37/48. Missed, none excluded:
-    * AP (x3): a 5 mm grain lying on the cortical line of the edge-on iliac plate, and the
-      phlebolith straddling that cortex (only a 270 mm2 halo strip along the plate touches it,
-      6 % of that label on a lesion); the edge band is searched by neither pass;
+    Measured 42/48 (0.875; the issue asks 0.9): 10, 11 and 10/12 in the AP views, 11/12 lateral.
+    Missed, none excluded:
+    * AP (x3): a 5 mm grain lying on the cortical line of the edge-on iliac plate (the edge band
+      is searched by neither pass);
+    * AP (erect, supine): a parasitic grain beside the plate, lost to the halo correction's
+      over-correction there (found before it; the phlebolith straddling the plate's cortex,
+      missed in all three AP views before it, is found in all three now);
     * lateral: a faint ring cyst (signal 1.7 pixel-noise sigmas) in the dark halo between a
       myositis shell and the femoral cortex.
+    False positives: 3 per AP view (11-13 mm2 and 6-8 mm2 of soft tissue at the ends of the
+    plate and the pubic bar), none lateral. Before the halo correction the AP views also
+    reported a 270 mm2 strip along the plate and a 33 mm2 notch at its end (4-5 per view).
     Before the over-bone pass was smoothed to the deposits' scale, the lateral view found 8/12
     (the tendinitis and two cysts over bone were missed) and reported 150 mm2 of the acetabular
     rims, and a shaft's cortex, as lesions.
@@ -238,11 +243,10 @@ def test_demo_dx_recall_and_no_bone():
         counts = _report(scan, truth, seg, time.perf_counter() - t0)
         _check_segmentation(seg, scan.shape)
         assert counts["found"] >= 10, f"{truth['view']}: {counts['found']}/{counts['n']}"
-        # halo strips beside the iliac plate and the femur (soft tissue, not bone): 4-5 per AP view
-        assert len(counts["false_positives"]) <= 5, f"{truth['view']}: {counts['false_positives']}"
+        assert len(counts["false_positives"]) <= 3, f"{truth['view']}: {counts['false_positives']}"
         _check_bone_kept_out(scan, truth, seg, counts)
         total, found = total + counts["n"], found + counts["found"]
-    assert found / total >= 0.85, f"{found}/{total}"
+    assert found >= 42, f"{found}/{total}"
 
 
 def test_same_labels_for_monochrome1_and_monochrome2(dx_views, tmp_path):
@@ -412,3 +416,52 @@ def test_faint_compact_deposit_found_at_its_own_scale_and_a_faint_stripe_not():
     assert 4.0 <= area <= 12.0, f"{area:.1f} mm2 for a 7.1 mm2 deposit"
     off = segment_radiograph(scan, Settings(dx_blob_smooth_mm=0.0))
     assert off.n_lesions == 0
+
+
+def _bar_radiograph(enhance: bool):
+    """A 12 mm bone (bright cortices) across a limb of soft tissue thickening to one side, air
+    either side, 0.2 mm pixels; with `enhance`, the processed-DX unsharp mask (sigma 2.2 mm,
+    amount 0.5). Returns the image, the same image without the bone (same noise), bone and body."""
+    rng = np.random.default_rng(3)
+    _, xx = np.mgrid[:500, :500]
+    body = (xx >= 40) & (xx < 460)
+    tissue = np.where(body, 1000.0 + 0.3 * xx, 100.0)
+    bar = (xx >= 200) & (xx < 260)
+    bone = 1500.0 * bar + 1100.0 * (bar & ((xx < 206) | (xx >= 254)))
+    noise = rng.normal(0.0, 20.0, tissue.shape)
+
+    def process(att):
+        att = ndi.gaussian_filter(att + noise, 0.6)
+        if enhance:
+            att = att + 0.5 * (att - ndi.gaussian_filter(att, 11.0))
+        return att.astype(np.float32)
+
+    return process(tissue + bone), process(tissue), bar, body
+
+
+def test_edge_enhancement_halo_beside_bone_is_estimated():
+    """The halo that unsharp masking casts beside a bone is linear in the bone's excess, so the
+    truth is the enhanced image minus the same image without the bone. `_halo` fits it from the
+    image alone: correlation > 0.95 within 6 mm of the bone, 50-110 % of its depth (its fit is
+    shrunk by design), nothing left 6-10 mm out; on an image with no enhancement it finds none."""
+    from calcimg.segment import _radiograph as dx
+
+    mm = (0.2, 0.2)
+    image, no_bone, bar, body = _bar_radiograph(enhance=True)
+    truth = image - no_bone
+    valid = body & ~dx._dilate_mm(bar, 0.5, mm)
+    est = dx._halo(ndi.gaussian_filter(image, 1.0), bar, valid, 8.0, mm)
+    assert est is not None
+    gap = ndi.distance_transform_edt(~bar, sampling=mm)
+    near = (gap > 0.5) & (gap <= 6.0) & body
+    assert truth[near].mean() < -100.0  # the synthetic halo is real and deep
+    assert np.corrcoef(truth[near], est[near])[0, 1] > 0.95
+    ratio = est[near].sum() / truth[near].sum()
+    assert 0.5 <= ratio <= 1.1, ratio
+    far = (gap > 6.0) & (gap <= 10.0) & body
+    assert abs(est[far].mean()) < 0.05 * abs(truth[near].mean())
+    assert not est[bar].any()
+
+    plain, _, _, _ = _bar_radiograph(enhance=False)
+    est = dx._halo(ndi.gaussian_filter(plain, 1.0), bar, valid, 8.0, mm)
+    assert est is None or np.abs(est).max() < 0.1 * abs(truth[near].mean())
