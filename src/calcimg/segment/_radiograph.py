@@ -29,8 +29,8 @@ from its neighbourhood, measured in units of the image's own noise (criteria-res
    since the correction lifts the tissue between a socket's rims and can bridge them (phantoms,
    demo seeds 0-2 and test seeds 0-1: false positives 80 -> 52, lesions found 115 -> 117 of
    168: demo seed 0's phlebolith across the iliac plate's edge is found in its 3 AP views; the
-   strip beside the plate and the notch at its end are gone from every AP view). Cortex the bone mask left
-   out is dropped too: a candidate lying mostly within 1 mm of bone (cortex blur or halo, however
+   strip beside the plate and the notch at its end are gone from every AP view). Cortex the bone
+   mask left out is dropped too: a candidate lying mostly within 1 mm of bone (cortex blur or halo, however
    bright: cortex is the densest thing in the image), one that bone surrounds on most sides (it
    fills a notch of the mask), and a thin piece lying for 90% within ``dx_bone_rim_mm`` of bone
    and elongated along it (second-moment elongation >= 3: a socket's rim seen tangentially),
@@ -214,7 +214,8 @@ def segment_radiograph(scan: Scan, settings: Settings | None = None) -> Segmenta
             # correction lifts the tissue between a socket's rims and can bridge them
             z0 = _contrast(detect, inside & ~near_bone, noise, settings.dx_background_scale_mm, mm)
             cand0 = apply_hysteresis_threshold(z0, settings.dx_grow_sigma, settings.dx_contrast_sigma)
-            bone = bone | _rims(cand0 & ~near_bone, bone, mm, settings)
+            comp0, n0 = ndi.label(cand0 & ~near_bone, _EIGHT)
+            bone = bone | _rim_labels(comp0, n0, bone, mm, settings)[comp0]
             near_bone = _dilate_mm(bone, settings.dx_bone_margin_mm, mm)
             image = image - halo
             detect = detect - halo
@@ -246,18 +247,8 @@ def segment_radiograph(scan: Scan, settings: Settings | None = None) -> Segmenta
             # faint outer cortex, overlapping bones): a deposit beside bone has soft tissue around
             keep &= _ring_fraction(comp, n_comp, gap <= settings.dx_bone_margin_mm + max(mm),
                                    _ENCLOSED_RING_MM, mm) < _ENCLOSED_MAX
-            # a thin piece along the bone's outline is bone the opening cut off (a socket rim);
-            # a second pass takes a rim lying along the first (a socket's outer cortex)
-            elong, _ = _shape(comp, n_comp, mm)
-            rim = np.zeros(n_comp + 1, bool)
-            for _ in range(2):
-                if rim.any():
-                    gap = ndi.distance_transform_edt(~(bone | rim[comp]), sampling=mm)
-                rim |= (_fraction(comp, n_comp, gap <= settings.dx_bone_rim_mm) >= 0.9) & (
-                    elong >= _RIM_ELONGATION)
-                rim[0] = False
-                if not rim.any():
-                    break
+            # a thin piece along the bone's outline is bone the opening cut off (a socket rim)
+            rim = _rim_labels(comp, n_comp, bone, mm, settings)
             bone |= rim[comp]
             keep &= ~rim
         if body is not None and settings.dx_skin_band_mm > 0:
@@ -298,25 +289,18 @@ def _halo(detect, bone, valid, scale_mm, mm) -> np.ndarray | None:
     bright strip against a background that includes the dark band. With the enhancement linear,
     the halo is ``a * (G_s * E)``, E the bone's excess over the soft-tissue background and G_s a
     Gaussian of unknown width s. Both are fitted on the valid soft tissue within `_HALO_FIT_MM`
-    of bone: high-passed (minus the mean of the valid pixels within +-`_HALO_HP_MM`) image against high-passed
-    ``G_s * E`` for each s in `_HALO_SCALES_MM`, with a nuisance term for the tissue that is
+    of bone: the high-passed image (minus the mean of the valid pixels within +-`_HALO_HP_MM`)
+    against the high-passed ``G_s * E`` for each s in `_HALO_SCALES_MM`, with a nuisance term for the tissue that is
     thicker near bone (``G_6mm * bone``); the best fit is kept when a < 0. Its amplitude is
     clipped to `_HALO_MIN_AMOUNT` and shrunk by `_HALO_SHRINK` (the two regressors are nearly
-    collinear and the full amplitude over-corrects: on the phantoms x0.85 finds 111 of 168 lesions,
-    x0.7 finds 116, x0.6 116 with 5 more false positives; measured before the rims were judged
+    collinear and the full amplitude over-corrects: on the phantoms x0.85 finds 111 of 168
+    lesions, x0.7 finds 116, x0.6 116 with 5 more false positives; measured before the rims were judged
     on the uncorrected image).
     Computed on a grid of about `_HALO_GRID_MM` pixels; returned at full resolution, 0 on bone.
     """
     k = max(1, round(_HALO_GRID_MM / min(mm)))
-    rows, cols = detect.shape
-    h, w = -(-rows // k) * k, -(-cols // k) * k
-
-    def down(a):
-        a = np.pad(a.astype(np.float32), ((0, h - rows), (0, w - cols)), mode="edge")
-        return a.reshape(h // k, k, w // k, k).mean(axis=(1, 3))
-
     cmm = (mm[0] * k, mm[1] * k)
-    d, b, wt = down(detect), down(bone) >= 0.5, (down(valid) > 0.99)
+    d, b, wt = _block_mean(detect, k), _block_mean(bone, k) >= 0.5, _block_mean(valid, k) > 0.99
     if not b.any() or not wt.any():
         return None
     bg = _local_median(_fill_outside(d, wt), scale_mm, cmm)
@@ -345,29 +329,26 @@ def _halo(detect, bone, valid, scale_mm, mm) -> np.ndarray | None:
     _, amount, blurred = best
     if not amount < 0:
         return None
-    halo = max(amount, _HALO_MIN_AMOUNT) * _HALO_SHRINK * blurred
-    if k > 1:
-        r = (np.arange(rows, dtype=np.float32) + 0.5) / k - 0.5
-        c = (np.arange(cols, dtype=np.float32) + 0.5) / k - 0.5
-        halo = _interp_axis(_interp_axis(halo, r, 0), c, 1)
-    halo = halo[:rows, :cols]
+    halo = _upsample(max(amount, _HALO_MIN_AMOUNT) * _HALO_SHRINK * blurred, k, detect.shape)
     halo[bone] = 0.0
     return halo.astype(np.float32)
 
 
-def _rims(candidates, bone, mm, settings: Settings) -> np.ndarray:
-    """Thin pieces of `candidates` lying for 90 % within ``dx_bone_rim_mm`` of `bone` and
-    elongated along it (elongation >= `_RIM_ELONGATION`), twice over (a rim along a rim)."""
-    comp, n = ndi.label(candidates, _EIGHT)
-    if n == 0:
-        return np.zeros(candidates.shape, bool)
-    elong, _ = _shape(comp, n, mm)
+def _rim_labels(comp, n, bone, mm, settings: Settings) -> np.ndarray:
+    """Per label 0..n (0 False): a thin piece lying for 90 % within ``dx_bone_rim_mm`` of `bone`
+    and elongated along it (elongation >= `_RIM_ELONGATION`), bone the opening cut off (a socket's
+    rim seen tangentially); a second pass takes a rim lying along the first (its outer cortex)."""
     rim = np.zeros(n + 1, bool)
+    if n == 0:
+        return rim
+    elong, _ = _shape(comp, n, mm)
     for _ in range(2):
         gap = ndi.distance_transform_edt(~(bone | rim[comp]), sampling=mm)
         rim |= (_fraction(comp, n, gap <= settings.dx_bone_rim_mm) >= 0.9) & (elong >= _RIM_ELONGATION)
         rim[0] = False
-    return rim[comp]
+        if not rim.any():
+            break
+    return rim
 
 
 def _compact_blobs(image, inside, body, bone, z_fine, found, mm, settings: Settings) -> np.ndarray:
@@ -615,19 +596,29 @@ def _local_median(image: np.ndarray, radius_mm: float, mm) -> np.ndarray:
     """Median over a disc of `radius_mm`, on a block-averaged image, interpolated back."""
     r_px = radius_mm / min(mm)
     k = max(1, int(r_px // _STEPS_PER_RADIUS))
-    rows, cols = image.shape
-    h, w = -(-rows // k) * k, -(-cols // k) * k
-    padded = np.pad(image, ((0, h - rows), (0, w - cols)), mode="edge")
-    coarse = padded.reshape(h // k, k, w // k, k).mean(axis=(1, 3))
+    coarse = _block_mean(image, k)
     fp = _disk(radius_mm, (mm[0] * k, mm[1] * k))
     med = ndi.median_filter(coarse, footprint=fp, mode="reflect")
     med = ndi.uniform_filter(med, 3, mode="nearest")  # soften the block steps
+    return _upsample(med, k, image.shape)
+
+
+def _block_mean(image: np.ndarray, k: int) -> np.ndarray:
+    """Means of k x k blocks (float32), the image edge-padded to a multiple of k."""
+    rows, cols = image.shape
+    h, w = -(-rows // k) * k, -(-cols // k) * k
+    padded = np.pad(np.asarray(image, np.float32), ((0, h - rows), (0, w - cols)), mode="edge")
+    return padded.reshape(h // k, k, w // k, k).mean(axis=(1, 3))
+
+
+def _upsample(coarse: np.ndarray, k: int, shape) -> np.ndarray:
+    """A `_block_mean` grid back at full resolution `shape`: separable linear interpolation
+    between block centres."""
     if k == 1:
-        return med
-    r = (np.arange(rows, dtype=np.float32) + 0.5) / k - 0.5
-    c = (np.arange(cols, dtype=np.float32) + 0.5) / k - 0.5
-    # separable linear interpolation back to full resolution
-    return _interp_axis(_interp_axis(med, r, 0), c, 1)
+        return coarse
+    r = (np.arange(shape[0], dtype=np.float32) + 0.5) / k - 0.5
+    c = (np.arange(shape[1], dtype=np.float32) + 0.5) / k - 0.5
+    return _interp_axis(_interp_axis(coarse, r, 0), c, 1)
 
 
 def _interp_axis(a: np.ndarray, pos: np.ndarray, axis: int) -> np.ndarray:
