@@ -2,7 +2,8 @@
 
 `lesion_features` runs every family (or the ones given) and joins their ``not_assessed`` reasons.
 `BASIC_FAMILIES` are size, intensity, context and IBSI morphology; `DESCRIPTOR_FAMILIES` the shape
-descriptors built on the shared isotropic envelope (`calcimg.features._shape`).
+descriptors built on the shared isotropic envelope (`calcimg.features._shape`); `CONTEXT_FAMILIES`
+what needs the scan beyond the lesion's crop (the soft-tissue mass, `calcimg.features.mass`).
 """
 
 from calcimg.features._shape import CACHE_KEY as _SHAPE_CACHE
@@ -11,6 +12,7 @@ from calcimg.features.fluid_level import FLUID_LEVEL_COLUMNS, fluid_level_featur
 from calcimg.features.intensity import INTENSITY_COLUMNS, intensity_features
 from calcimg.features.linearity import LINEARITY_COLUMNS, linearity_features
 from calcimg.features.lobulation import LOBULATION_COLUMNS, lobulation_features
+from calcimg.features.mass import MASS_COLUMNS, mass_features
 from calcimg.features.morphology import MORPHOLOGY_COLUMNS, morphology_features
 from calcimg.features.rim import RIM_COLUMNS, rim_features
 from calcimg.features.septation import SEPTATION_COLUMNS, septation_features
@@ -21,7 +23,9 @@ from calcimg.lesion import Lesion
 BASIC_FAMILIES = (size_features, intensity_features, context_features, morphology_features)
 DESCRIPTOR_FAMILIES = (lobulation_features, septation_features, linearity_features, rim_features,
                        fluid_level_features)
-FAMILIES = BASIC_FAMILIES + DESCRIPTOR_FAMILIES
+#: Context beyond the lesion's crop that the basic families do not need (the soft-tissue mass).
+CONTEXT_FAMILIES = (mass_features,)
+FAMILIES = BASIC_FAMILIES + DESCRIPTOR_FAMILIES + CONTEXT_FAMILIES
 
 
 def lesion_features(lesion: Lesion, families=FAMILIES) -> dict:
@@ -45,12 +49,14 @@ def lesion_features(lesion: Lesion, families=FAMILIES) -> dict:
 __all__ = [
     "BASIC_FAMILIES",
     "CONTEXT_COLUMNS",
+    "CONTEXT_FAMILIES",
     "DESCRIPTOR_FAMILIES",
     "FAMILIES",
     "FLUID_LEVEL_COLUMNS",
     "INTENSITY_COLUMNS",
     "LINEARITY_COLUMNS",
     "LOBULATION_COLUMNS",
+    "MASS_COLUMNS",
     "MORPHOLOGY_COLUMNS",
     "RIM_COLUMNS",
     "SEPTATION_COLUMNS",
@@ -61,6 +67,7 @@ __all__ = [
     "lesion_features",
     "linearity_features",
     "lobulation_features",
+    "mass_features",
     "morphology_features",
     "rim_features",
     "septation_features",

@@ -12,6 +12,7 @@ from calcimg.criteria._table import PATTERNS
 from calcimg.features.fluid_level import FLUID_LEVEL_COLUMNS
 from calcimg.features.linearity import LINEARITY_COLUMNS
 from calcimg.features.lobulation import LOBULATION_COLUMNS
+from calcimg.features.mass import MASS_COLUMNS
 from calcimg.features.morphology import MORPHOLOGY_COLUMNS
 from calcimg.features.multiplicity import MULTIPLICITY_COLUMNS
 from calcimg.features.rim import RIM_COLUMNS
@@ -59,6 +60,7 @@ LESION_COLUMNS: tuple[Column, ...] = (
     Column("periarticular", "", "1 when a deep lesion (radiographs: any lesion) lies within 50 mm of a joint gap, 0 when farther or not deep (cutaneous, subcutaneous, intra-articular); empty when not assessable"),
     Column("ossification_score", "", "CT, 0..1: cortical-shell completeness x marrow-like (100-400 HU or fat) fraction of the core"),
     Column("ossified", "", "CT: 1 when a cortical shell (>= 70 % of the rim) encloses a marrow-like core (>= 50 %), 0 otherwise: heterotopic bone / mature myositis ossificans vs calcification"),
+    *(Column(*c) for c in MASS_COLUMNS),
     *(Column(*c) for c in MORPHOLOGY_COLUMNS),
     *(Column(*c) for c in (*LOBULATION_COLUMNS, *SEPTATION_COLUMNS, *LINEARITY_COLUMNS, *RIM_COLUMNS)),
     *(Column(*c) for c in FLUID_LEVEL_COLUMNS),
