@@ -174,6 +174,45 @@ def test_radiograph_zonal_shell_reads_as_myositis_and_a_long_band_at_bone_not_as
     assert evaluate(deposit, t)["pattern"] == "calcific_tendinitis"
 
 
+def test_tram_track_lumen_soft_tissue_mass_and_grain_shape_rules():
+    """va_lumen_2d / va_solid_band_2d: a band 25 mm long at the bone is vascular only with the
+    tram-track's lucent lumen and thin walls; solid and 3 mm thick (the demo phantom's myositis
+    half-shell beside the femur, as measured) it is not. tm_soft_mass: a dense-centred clump in a
+    3 cm^3 non-calcified mass reads as tumour matrix, and a measured 'no mass' scores no lower
+    than an unmeasured one (absence-neutral). pa_oval_2d / ph_not_elongated_2d: a 5.5 x 2.6 mm
+    grain (axis ratio 0.47, yet circularity 0.79) is parasitic, the same outline round is not."""
+    t = load_table()
+    band = {"kind": "radiograph", "max_diameter_mm": 25.0, "bone_distance_mm": 0.0, "linearity": 0.85,
+            "tubularity": 0.73, "shape2d_circularity": 0.26, "concavity_count": 0, "fluid_level": 0,
+            "lucent_centre_fraction": 0.02, "axis_ratio": 0.15}
+    vessel = evaluate({**band, "central_lucency": 0.5, "calcified_thickness_mm": 1.2}, t)
+    solid = evaluate({**band, "central_lucency": 0.1, "calcified_thickness_mm": 3.0}, t)
+    assert vessel["pattern"] == "vascular" and "tram-track: a lucent lumen" in vessel["evidence"]
+    assert solid["pattern"] != "vascular"
+    assert solid["score_vascular"] < vessel["score_vascular"] - 0.3
+    clump = {"kind": "ct", "max_diameter_mm": 10.0, "volume_mm3": 260.0, "mean_hu": 330.0,
+             "core_mean_hu": 440.0, "p90_hu": 435.0, "rim_core_contrast": -0.23, "compartment": "deep",
+             "ibsi_volume_density_convex_hull": 0.89, "rim_smoothness": 0.49, "ibsi_elongation": 0.72,
+             "lobulation": 0.0, "linearity": 0.0, "septation": 0.0, "fluid_level": 0,
+             "shell_muscle_fraction": 0.78, "bone_distance_mm": 7.7, "skin_depth_mm": 30.0}
+    massed = evaluate({**clump, "soft_mass_volume_mm3": 3000.0, "soft_mass_fraction": 0.8}, t)
+    bare = evaluate({**clump, "soft_mass_volume_mm3": 0.0, "soft_mass_fraction": 0.0}, t)
+    unknown = evaluate(clump, t)
+    assert massed["pattern"] == "tumor_matrix" and "non-calcified soft-tissue mass" in massed["evidence"]
+    assert massed["score_tumor_matrix"] > bare["score_tumor_matrix"] + 0.1
+    assert bare["score_tumor_matrix"] >= unknown["score_tumor_matrix"]
+    grain = {"kind": "radiograph", "max_diameter_mm": 5.5, "axis_ratio": 0.47, "shape2d_circularity": 0.79,
+             "central_lucency": 0.8, "rim_smoothness": 0.95, "aligned_lesion_count": 3,
+             "bone_distance_mm": 30.9, "lobulation": 0.0, "concavity_count": 0, "linearity": 0.0,
+             "tubularity": 0.7, "calcified_thickness_mm": 2.55, "fluid_level": 0,
+             "lucent_centre_fraction": 0.0, "shape2d_solidity": 0.99, "septation": 0.0, "lobe_count": 1}
+    oval = evaluate(grain, t)
+    assert oval["pattern"] == "parasitic" and "axis ratio 0.47" in oval["evidence"]
+    assert oval["score_parasitic"] > oval["score_phlebolith"] + 0.1
+    round_ = evaluate({**grain, "axis_ratio": 0.95, "shape2d_circularity": 0.95, "aligned_lesion_count": 0}, t)
+    assert round_["pattern"] == "phlebolith"
+
+
 def test_study_context_flags_metabolic_calcinosis():
     t = load_table()
     tc = {"lesion_id": 1, "pattern": "tumoral_calcinosis"}
