@@ -108,7 +108,10 @@ def test_patterns_on_the_test_phantoms_reach_the_issue_targets(test_confusion):
     once the multiplicity and cross-section columns were in; the demo preset, outside the suite:
     69/76 at the fourth session, myositis 2/5 and dystrophic 0/2 short; 67/78 at the fifth, when
     the radiograph halo correction found three more phleboliths, read as parasitic grains, and the
-    AP myositis half-rings went from indeterminate to vascular; see the closing notes of issue 8)."""
+    AP myositis half-rings went from indeterminate to vascular; 70/78 at the sixth, once the
+    tram-track's lucent lumen and the solid-band test took those half-rings back to myositis
+    (5/5), with phlebolith 8/12 (the plate-straddling halves) and dystrophic 0/2 short; see the
+    closing notes of issue 8)."""
     overall, per, _ = _rates(test_confusion)
     assert overall >= OVERALL
     for p, rate in per.items():

@@ -20,7 +20,7 @@ def _scene(mass_hu=None, mass_r=12.0, calc_r=3.0, fat_at_mm=None, seed=0, noise_
     `calc_r`) at its centre, inside a ball of `mass_hu` (radius `mass_r`) when given; fat
     (-100 HU) beyond x = centre + `fat_at_mm` when given. Returns the lesion, with the scene as
     its context crop."""
-    n = [int(round(70 / s)) for s in SPACING]
+    n = [round(70 / s) for s in SPACING]
     z, y, x = (np.indices(n).astype(np.float32) * np.asarray(SPACING, np.float32)[:, None, None, None])
     c = 35.0
     r = np.sqrt((z - c) ** 2 + (y - c) ** 2 + (x - c) ** 2)

@@ -35,13 +35,14 @@ OPEN_MM = 1.5
 #: A mass region must come this close to the calcified envelope (mm): the partial-volume band
 #: between calcium and tissue (about 2 mm after the smoothing) separates them.
 CONTACT_MM = 3.0
-#: The mass is measured within this distance of the envelope (mm); a larger mass is truncated.
+#: The mass is measured within this distance of the envelope's box along each axis (mm); a larger
+#: mass is truncated.
 REACH_MM = 20.0
 
 MASS_COLUMNS: list[tuple[str, str, str]] = [
-    ("soft_mass_volume_mm3", "mm^3", "CT: volume of the non-calcified soft-tissue mass around the lesion: smoothed tissue 0 HU or more and at least 10 HU below the muscle reference, at least 3 mm thick, reaching within 3 mm of the calcified envelope; counted within 20 mm of it"),
+    ("soft_mass_volume_mm3", "mm^3", "CT: volume of the non-calcified soft-tissue mass around the lesion: smoothed tissue 0 HU or more and at least 10 HU below the muscle reference, at least 3 mm thick, reaching within 3 mm of the calcified envelope; counted within 20 mm of its box"),
     ("soft_mass_fraction", "", "CT: soft_mass_volume_mm3 / (soft_mass_volume_mm3 + envelope volume), 0..1: 0 no mass, towards 1 a small calcification in a large non-calcified mass"),
-    ("muscle_reference_hu", "HU", "CT: mode of the smoothed soft-tissue (0..120 HU) attenuation within 20 mm of the lesion: the muscle the mass is compared with"),
+    ("muscle_reference_hu", "HU", "CT: mode of the smoothed soft-tissue (0..120 HU) attenuation within 20 mm of the lesion's box: the muscle the mass is compared with"),
 ]
 COLUMNS = tuple(c[0] for c in MASS_COLUMNS)
 
@@ -69,26 +70,28 @@ def mass_features(lesion: Lesion) -> dict:
     Columns
     -------
     soft_mass_volume_mm3 : float
-        mm^3, >= 0. On the scan's HU within ``REACH_MM`` (20 mm) of the lesion's envelope (mask,
-        holes filled; from the scan-level context crop), smoothed (Gaussian sigma 1 mm): mass
-        voxels are outside the envelope and outside bone, at least 10 HU below the muscle
-        reference and at least 0 HU (soft tissue, not fat nor a fat-muscle interface); the mask is opened with a box of half-width 1.5 mm
-        per axis (an axis whose spacing exceeds 3 mm is not opened), which removes the
-        partial-volume band between fat and muscle; its connected regions that reach within 3 mm
-        of the envelope form the mass. Volume = voxel count x voxel volume, so a mass reaching
-        beyond 20 mm is truncated there. The calcium's own partial-volume band (about 2 mm after
-        the smoothing) is not mass, so a mass shell must reach more than about 5.5 mm beyond the
-        calcium to be seen (a 12 mm ball at 30 HU around a 3 mm calcified ball in noisy muscle
-        measures 0.90-0.93 of its volume beyond 5 mm; an 8 mm ball is missed).
+        mm^3, >= 0. On the scan's HU (the scan-level context crop) within ``REACH_MM`` (20 mm) of
+        the box of the lesion's envelope (mask, holes filled) along each axis, smoothed (Gaussian
+        sigma 1 mm): mass voxels are outside the envelope and outside bone, at least 10 HU below
+        the muscle reference and at least 0 HU (soft tissue, not fat nor a fat-muscle interface);
+        the mask is opened with a box of half-width 1.5 mm per axis (an axis whose spacing
+        exceeds 3 mm is not opened), which removes the partial-volume band between fat and
+        muscle; its connected regions that reach within 3 mm of the envelope form the mass.
+        Volume = voxel count x voxel volume, so a mass reaching beyond that box is truncated
+        there. The calcium's own partial-volume band (about 2 mm after the smoothing) is not
+        mass, so a mass shell must reach more than about 5.5 mm beyond the calcium to be seen (a
+        12 mm ball at 30 HU around a 3 mm calcified ball in noisy muscle measures 0.90-0.93 of
+        its volume beyond 5 mm; an 8 mm ball is missed).
     soft_mass_fraction : float
         0..1: ``soft_mass_volume_mm3 / (soft_mass_volume_mm3 + envelope volume)``; 0 without a mass.
         The complement of criteria-research 2.6's calcified fraction of the envelope plus its
         adjacent mass, with the envelope (calcium, cyst or septa alike) counted as calcified, so a
         hydatid cyst's fluid core or a tumoral-calcinosis cyst does not read as a tumour.
     muscle_reference_hu : float
-        HU: mode of the smoothed attenuation of the non-bone voxels in 0..120 HU within the same
-        20 mm: muscle, which usually dominates there. Where a mass fills most of that box the mode
-        is the mass and no mass is found: the measure errs towards "no mass".
+        HU: mode of the smoothed attenuation of the non-bone voxels in 0..120 HU in the same box,
+        more than 3 mm from the envelope: muscle, which usually dominates there. Where a mass
+        fills most of that box the mode is the mass and no mass is found: the measure errs
+        towards "no mass".
 
     Empty, with a reason in ``not_assessed``, for radiographs (a projection cannot show a mass of
     soft-tissue attenuation) and without the scan-level context crop. Serves the tumour-matrix
@@ -112,9 +115,19 @@ def mass_features(lesion: Lesion) -> dict:
     at = -off - np.array([s.start for s in box])
     inside[tuple(slice(int(a), int(a) + n) for a, n in zip(at, env.shape, strict=True))] = env
     sm = ndimage.gaussian_filter(hu, SMOOTH_MM / spacing, truncate=2.5)
-    dist = fast_edt(np.ascontiguousarray(~inside).view(np.uint8), tuple(spacing))
-    near = (dist <= REACH_MM) & ~bone[box]
-    soft = near & (sm >= SOFT_HU[0]) & (sm < SOFT_HU[1]) & (dist > CONTACT_MM)
+    # the contact band: within CONTACT_MM of the envelope, from a distance map on the envelope's
+    # crop grown by that much (the whole box's distance map cost twice the rest of the measure)
+    g = np.ceil(CONTACT_MM / spacing).astype(int) + 1
+    pad = np.pad(env, [(k, k) for k in g])
+    d = fast_edt(np.ascontiguousarray(~pad).view(np.uint8), tuple(spacing))
+    contact = np.zeros(hu.shape, bool)
+    lo = at - g
+    src = tuple(slice(max(-a, 0), n - max(a + n - m, 0)) for a, n, m in zip(lo, pad.shape, hu.shape, strict=True))
+    dst = tuple(slice(max(a, 0), min(a + n, m)) for a, n, m in zip(lo, pad.shape, hu.shape, strict=True))
+    contact[dst] = (d <= CONTACT_MM)[src]
+    contact &= ~inside
+    near = ~bone[box]
+    soft = near & (sm >= SOFT_HU[0]) & (sm < SOFT_HU[1]) & ~contact & ~inside
     ref = _mode(sm[soft], *SOFT_HU)
     out["muscle_reference_hu"] = ref
     env_mm3 = float(env.sum() * spacing.prod())
@@ -130,7 +143,7 @@ def mass_features(lesion: Lesion) -> dict:
     lab, n = ndimage.label(cand)
     vol = 0.0
     if n:
-        touch = np.unique(lab[cand & (dist <= CONTACT_MM)])
+        touch = np.unique(lab[cand & contact])
         touch = touch[touch > 0]
         if touch.size:
             vol = float(np.isin(lab, touch).sum() * spacing.prod())
