@@ -113,22 +113,31 @@ def _bone_gap_masks(lesion: Lesion) -> float:
     return float(max(d - spacing.min(), 0.0))
 
 
-def _shell_fractions(lesion: Lesion) -> tuple[float, float]:
-    """Fat and muscle fractions of the tissue within SHELL_MM outside the lesion's envelope."""
+def envelope_in_context(lesion: Lesion, margin_mm: float) -> tuple[tuple[slice, ...], np.ndarray]:
+    """The box of the scan-level context crop (``lesion.context["bone_image"]``, ``["bone"]``)
+    covering the lesion's envelope grown by `margin_mm` per axis (clipped to the crop), and the
+    envelope placed on that box."""
     env, _ = envelope_depth_mm(lesion)
     spacing = np.asarray(lesion.spacing, dtype=float)
-    g = np.ceil(SHELL_MM / spacing).astype(int)
-    ctx = lesion.context
-    if "bone_image" in ctx:  # the wide crop around the lesion: room for the whole shell
-        img, off = ctx["bone_image"], np.asarray(ctx["bone_offset"])
-        lo = np.maximum(-off - g, 0)
-        hi = np.minimum(-off + np.asarray(env.shape) + g, img.shape)
-        img = img[tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))]
-        big = np.zeros(img.shape, bool)
-        at = -off - lo
-        big[tuple(slice(a, a + n) for a, n in zip(at, env.shape, strict=True))] = env
+    g = np.ceil(margin_mm / spacing).astype(int)
+    off = np.asarray(lesion.context["bone_offset"])
+    lo = np.maximum(-off - g, 0)
+    hi = np.minimum(-off + np.asarray(env.shape) + g, lesion.context["bone_image"].shape)
+    box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
+    inside = np.zeros(tuple(hi - lo), bool)
+    at = -off - lo
+    inside[tuple(slice(int(a), int(a) + n) for a, n in zip(at, env.shape, strict=True))] = env
+    return box, inside
+
+
+def _shell_fractions(lesion: Lesion) -> tuple[float, float]:
+    """Fat and muscle fractions of the tissue within SHELL_MM outside the lesion's envelope."""
+    spacing = np.asarray(lesion.spacing, dtype=float)
+    if "bone_image" in lesion.context:  # the wide crop around the lesion: room for the whole shell
+        box, big = envelope_in_context(lesion, SHELL_MM)
+        img = lesion.context["bone_image"][box]
     else:  # only the lesion crop: the shell is cut to its one-voxel margin
-        img, big = lesion.image, env
+        img, (big, _) = lesion.image, envelope_depth_mm(lesion)
     dist = _edt_to(big, spacing)
     shell = (dist > 0) & (dist <= SHELL_MM + 1e-6)
     hu = img[shell]

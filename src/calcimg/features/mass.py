@@ -15,8 +15,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from calcimg._edt import edt as fast_edt
-from calcimg.features.intensity import envelope_depth_mm
+from calcimg.features.context import _edt_to, envelope_in_context
 from calcimg.lesion import Lesion
 
 #: Smoothing before the tissue test (mm, Gaussian sigma): CT noise of 10-20 HU per voxel would
@@ -45,13 +44,6 @@ MASS_COLUMNS: list[tuple[str, str, str]] = [
     ("muscle_reference_hu", "HU", "CT: mode of the smoothed soft-tissue (0..120 HU) attenuation within 20 mm of the lesion's box: the muscle the mass is compared with"),
 ]
 COLUMNS = tuple(c[0] for c in MASS_COLUMNS)
-
-
-def _reach_box(env_shape, off, big_shape, margin):
-    """Slices of the wide crop covering the envelope's crop grown by `margin` voxels per axis."""
-    lo = np.maximum(-np.asarray(off) - margin, 0)
-    hi = np.minimum(-np.asarray(off) + np.asarray(env_shape) + margin, big_shape)
-    return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
 
 
 def _mode(values: np.ndarray, lo: float, hi: float) -> float:
@@ -106,40 +98,30 @@ def mass_features(lesion: Lesion) -> dict:
         out["not_assessed"] = "soft_mass_volume_mm3: no context crop around the lesion"
         return out
     spacing = np.asarray(lesion.spacing, dtype=float)
-    env, _ = envelope_depth_mm(lesion)
-    img, bone, off = ctx["bone_image"], ctx["bone"], np.asarray(ctx["bone_offset"])
-    margin = np.ceil(REACH_MM / spacing).astype(int)
-    box = _reach_box(env.shape, off, img.shape, margin)
-    hu = np.asarray(img[box], dtype=np.float32)
-    inside = np.zeros(hu.shape, bool)
-    at = -off - np.array([s.start for s in box])
-    inside[tuple(slice(int(a), int(a) + n) for a, n in zip(at, env.shape, strict=True))] = env
+    box, inside = envelope_in_context(lesion, REACH_MM)
+    hu = np.asarray(ctx["bone_image"][box], dtype=np.float32)
     sm = ndimage.gaussian_filter(hu, SMOOTH_MM / spacing, truncate=2.5)
     # the contact band: within CONTACT_MM of the envelope, from a distance map on the envelope's
-    # crop grown by that much (the whole box's distance map cost twice the rest of the measure)
-    g = np.ceil(CONTACT_MM / spacing).astype(int) + 1
-    pad = np.pad(env, [(k, k) for k in g])
-    d = fast_edt(np.ascontiguousarray(~pad).view(np.uint8), tuple(spacing))
+    # box grown by that much, a sub-box of the reach box (a distance map over the whole reach box
+    # cost twice the rest of the measure)
+    cbox, cinside = envelope_in_context(lesion, CONTACT_MM + spacing.max())
     contact = np.zeros(hu.shape, bool)
-    lo = at - g
-    src = tuple(slice(max(-a, 0), n - max(a + n - m, 0)) for a, n, m in zip(lo, pad.shape, hu.shape, strict=True))
-    dst = tuple(slice(max(a, 0), min(a + n, m)) for a, n, m in zip(lo, pad.shape, hu.shape, strict=True))
-    contact[dst] = (d <= CONTACT_MM)[src]
+    contact[tuple(slice(c.start - b.start, c.stop - b.start) for c, b in zip(cbox, box, strict=True))] = (
+        _edt_to(cinside, spacing) <= CONTACT_MM)
     contact &= ~inside
-    near = ~bone[box]
-    soft = near & (sm >= SOFT_HU[0]) & (sm < SOFT_HU[1]) & ~contact & ~inside
+    not_bone = ~ctx["bone"][box]
+    soft = not_bone & (sm >= SOFT_HU[0]) & (sm < SOFT_HU[1]) & ~contact & ~inside
     ref = _mode(sm[soft], *SOFT_HU)
     out["muscle_reference_hu"] = ref
-    env_mm3 = float(env.sum() * spacing.prod())
+    env_mm3 = float(inside.sum() * spacing.prod())
     if not np.isfinite(ref):
-        out["soft_mass_fraction"], out["soft_mass_volume_mm3"] = nan, nan
         out["not_assessed"] = "soft_mass_volume_mm3: no soft tissue around the lesion"
         return out
-    cand = (near & ~inside & (sm < ref - BELOW_MUSCLE_HU) & (sm >= FLOOR_HU)).view(np.uint8)
+    cand = (not_bone & ~inside & (sm < ref - BELOW_MUSCLE_HU) & (sm >= FLOOR_HU)).view(np.uint8)
     r = np.round(OPEN_MM / spacing).astype(int)
     size = tuple(int(2 * k + 1) for k in r)
     cand = ndimage.maximum_filter(ndimage.minimum_filter(cand, size=size), size=size).astype(bool)
-    cand &= near & ~inside
+    cand &= not_bone & ~inside
     lab, n = ndimage.label(cand)
     vol = 0.0
     if n:
