@@ -86,5 +86,5 @@ def test_dystrophic_damaged_muscle_sign_needs_an_intramuscular_shell():
     from calcimg.criteria import membership
 
     crit = next(c for c in load_table().criteria if c.id == "dy_intramuscular")
-    assert {"RP-CM", "EUR-CM"} <= set(crit.sources) and crit.grade == "C"
+    assert {"RP-CM", "EUR-CM"} <= set(crit.sources) and crit.grade == "B" and crit.weight > 1
     assert membership(crit, 0.55) < 0.2 and membership(crit, 0.85) > 0.8
