@@ -364,15 +364,18 @@ class Layout:
         of 2.5 mm x size steps, faint (250-450 HU). With the earlier 1.3 mm steps and 1.2-2.2 mm
         blobs the clump rendered as a smooth ball (sphericity 0.88-0.93 over 30 draws, rim
         smoothness 1.0 on demo seed 1), the look of a large phlebolith, not the ill-defined mass
-        the differential describes (criteria-research 1.5, 1.13); now 0.60-0.92, median 0.78,
-        sometimes in 2-3 pieces under 3 mm apart (one lesion)."""
+        the differential describes (criteria-research 1.5, 1.13); now median 0.78 (0.60-0.92),
+        sometimes in 2-3 pieces under 3 mm apart (one lesion). Blob centres lie within R - 1.5 of
+        the clump's centre, so the calcium stays inside the radius the layout reserves."""
         rng, sf = self.rng, self.sf
         k = int(rng.integers(4, 8))
         pts = [c]
         for _ in range(k - 1):
             pts.append(pts[rng.integers(len(pts))] + rng.normal(size=3) * 2.5 * sf)
         pts = np.asarray(pts)
-        pts = c + np.clip(pts - pts.mean(axis=0), -R + 1.5, R - 1.5)
+        d = pts - pts.mean(axis=0)
+        norm = np.linalg.norm(d, axis=1, keepdims=True)
+        pts = c + d * np.minimum(1.0, (R - 1.5) / np.maximum(norm, 1e-9))  # inside the reserved R + 2
         blobs = np.c_[pts, rng.uniform(1.0, 1.6, k) * max(sf, 0.8)]
         return BlobField("dystrophic", c, R + 2, blobs=blobs, hu_calc=rng.uniform(250, 450),
                          threshold=0.5)
