@@ -21,7 +21,7 @@ from its neighbourhood, measured in units of the image's own noise (criteria-res
    (a flat bone en face whose frame other bones cross) is sealed for the hole filling when what
    it encloses is itself bone-sized; an opening by ``dx_bone_open_mm`` first
    cuts thin calcifications (vessel walls, small deposits) off them. A smaller structure (from a
-   quarter of that area) is bone too when its rim is as bright as the skeleton's brightest
+   quarter of ``dx_bone_min_area_mm2``) is bone too when its rim is as bright as the skeleton's brightest
    cortex and twice its inside (a small bone on its own: test seed 1's iliac plate, 190 mm2,
    was reported as a lesion in every view). Everything within
    ``dx_bone_margin_mm`` of the bone is dropped from the candidates. Before the second search the
