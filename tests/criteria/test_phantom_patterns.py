@@ -13,6 +13,7 @@ from collections import Counter, defaultdict
 
 import numpy as np
 import pytest
+from scipy.optimize import linear_sum_assignment
 
 from calcimg.criteria import INDETERMINATE, PATTERNS
 from calcimg.io import load
@@ -26,20 +27,26 @@ OVERALL, PER_PATTERN = 0.85, 0.70
 
 
 def _match(truth: dict, rows: list[dict]) -> list[tuple[dict, dict | None]]:
+    """One-to-one matching of truth lesions to detected rows that minimises the summed centroid
+    distance (``linear_sum_assignment``) among pairs within tolerance. A greedy pass in truth order
+    let a vessel superimposed on a tumoral-calcinosis mass in an AP view claim the mass's detection
+    (4.7 mm from the vessel's centre, 1.4 mm from the mass's)."""
     keys = ("centroid_x_mm", "centroid_y_mm", "centroid_z_mm") if truth["kind"] == "ct" else (
         "centroid_x_mm", "centroid_y_mm")
-    used, out = set(), []
-    for t in truth["lesions"]:
-        c = np.asarray(t["centroid_lps_mm"] if truth["kind"] == "ct" else t["centroid_image_mm"])
-        tol = max(2.0, t["max_diameter_mm"] / 4)
-        best, best_d = None, np.inf
-        for i, r in enumerate(rows):
-            d = float(np.linalg.norm(np.array([r[k] for k in keys], float) - c))
-            if d <= tol and d < best_d and i not in used:
-                best, best_d = i, d
-        if best is not None:
-            used.add(best)
-        out.append((t, None if best is None else rows[best]))
+    lesions = truth["lesions"]
+    out: list[tuple[dict, dict | None]] = [(t, None) for t in lesions]
+    if not lesions or not rows:
+        return out
+    c_true = np.array([t["centroid_lps_mm"] if truth["kind"] == "ct" else t["centroid_image_mm"]
+                       for t in lesions], float)
+    c_rows = np.array([[r[k] for k in keys] for r in rows], float)
+    dist = np.linalg.norm(c_true[:, None, :] - c_rows[None, :, :], axis=-1)
+    tol = np.maximum(2.0, np.array([t["max_diameter_mm"] for t in lesions], float) / 4)
+    allowed = dist <= tol[:, None]
+    cost = np.where(allowed, dist, 1e6)  # a pair out of tolerance is never chosen over no pair
+    for i, j in zip(*linear_sum_assignment(cost), strict=True):
+        if allowed[i, j]:
+            out[i] = (lesions[i], rows[j])
     return out
 
 
@@ -113,7 +120,9 @@ def test_patterns_on_the_test_phantoms_reach_the_issue_targets(test_confusion):
     (5/5), with phlebolith 8/12 (the plate-straddling halves) and dystrophic 0/2 short; at the
     seventh, once the phantom's dystrophic deposits were drawn amorphous (they rendered as smooth
     balls) and the damaged-muscle sign was weighted as its source grades it, 71/78, with dystrophic
-    8/8 over the five demo and test layouts; see the closing notes of issue 8)."""
+    8/8 over the five demo and test layouts; at the ninth, over the five layouts pooled, 253/277
+    with every pattern at >= 0.71, once matching was one-to-one and the CT split kept a myositis
+    shell's core out of the bone; see the closing notes of issue 8)."""
     overall, per, _ = _rates(test_confusion)
     assert overall >= OVERALL
     for p, rate in per.items():
