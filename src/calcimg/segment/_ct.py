@@ -15,7 +15,11 @@ Outline (criteria-research sections 4.1, 4.3, 4.4):
    deposits are thin or dense). Only those components are worked on, each on its own crop: the
    bone proper is the slice-filled component opened by ``bone_open_radius_mm`` (EDT-based);
    what sticks out of it by more than ``bone_margin_mm`` is soft-tissue calcification touching
-   bone and is kept (bone distance 0), never swallowed.
+   bone and is kept (bone distance 0), never swallowed. A part that reaches no more than a voxel
+   past the margin is the cortex's partial-volume band (`_reach_mm`). A part of the opened bone
+   apart from its largest that encloses a soft-tissue core is a calcified shell, not bone
+   (`_soft_cored`), and bone islands left inside a split-off deposit go back to it
+   (`_release_islands`).
 6. Lesions: components whose surface gap is <= ``group_gap_mm`` are one lesion
    (``component_count``); lesions are numbered by decreasing volume.
 """
@@ -171,6 +175,75 @@ def _upsample2(small: np.ndarray, shape) -> np.ndarray:
 COARSE_SPLIT_VOXELS = 2_000_000
 
 
+#: A bone island is a deposit's when at least this fraction of the voxels around it are the deposit's.
+ISLAND_CONTACT = 0.5
+
+
+def _release_islands(bone: np.ndarray, comp_mask: np.ndarray, taken: np.ndarray,
+                     pieces: list) -> tuple[np.ndarray, list]:
+    """Bone islands inside a split-off deposit go back to the deposit.
+
+    A deposit bridged to bone by partial volume is slice-filled and opened with the bone; when its
+    shell is as dense as cortex (a mature myositis ossificans shell) parts of it and of its filled
+    core can stay bone once the deposit is split off, as islands within it, and the deposit then
+    touches bone at its own centre (bone_distance_mm 0 across a 2-3 mm cleft). An island (a
+    26-connected part of the bone inside the deposits' box, not reaching the box's edge) with at
+    least ``ISLAND_CONTACT`` of the voxels around it (6-neighbours) in a deposit is the deposit's:
+    its component voxels join that deposit, its fill-only voxels (the core) go back to soft
+    tissue. Works on the deposits' bounding box alone.
+    """
+    box = _bbox(taken, 2, bone.shape)
+    if box is None:
+        return bone, pieces
+    lab = cc3d.connected_components(bone[box], connectivity=26)
+    n = int(lab.max())
+    if n < 2:
+        return bone, pieces
+    edge = np.zeros(lab.shape, bool)
+    for axis in range(lab.ndim):
+        idx = [slice(None)] * lab.ndim
+        idx[axis] = [0, -1]
+        edge[tuple(idx)] = True
+    on_edge = np.zeros(n + 1, bool)
+    on_edge[np.unique(lab[edge])] = True
+    tk = taken[box]
+    moved = False
+    for i, sl in enumerate(ndimage.find_objects(lab), start=1):
+        if sl is None or on_edge[i]:
+            continue
+        grown = tuple(slice(max(q.start - 1, 0), min(q.stop + 1, n_)) for q, n_ in zip(sl, lab.shape, strict=True))
+        isl = lab[grown] == i
+        ring = ndimage.binary_dilation(isl) & ~isl
+        if tk[grown][ring].mean() < ISLAND_CONTACT:
+            continue
+        full = tuple(slice(b0.start + g.start, b0.start + g.stop) for b0, g in zip(box, grown, strict=True))
+        if not moved:
+            bone, moved = bone.copy(), True
+        bone[full] &= ~isl
+        part = isl & comp_mask[full]
+        if part.any():  # into the deposit it touches most
+            touch = ndimage.binary_dilation(part)
+            best, best_n = None, 0
+            for k, (pb, pm) in enumerate(pieces):
+                lo = [max(f.start, q.start) for f, q in zip(full, pb, strict=True)]
+                hi = [min(f.stop, q.stop) for f, q in zip(full, pb, strict=True)]
+                if any(h <= lo_ for lo_, h in zip(lo, hi, strict=True)):
+                    continue
+                a_ = tuple(slice(lo_ - f.start, h - f.start) for lo_, h, f in zip(lo, hi, full, strict=True))
+                b_ = tuple(slice(lo_ - q.start, h - q.start) for lo_, h, q in zip(lo, hi, pb, strict=True))
+                c = int((touch[a_] & pm[b_]).sum())
+                if c > best_n:
+                    best, best_n = k, c
+            if best is not None:
+                pb, pm = pieces[best]
+                nb = tuple(slice(min(f.start, q.start), max(f.stop, q.stop)) for f, q in zip(full, pb, strict=True))
+                m = np.zeros(tuple(q.stop - q.start for q in nb), bool)
+                m[tuple(slice(q.start - u.start, q.stop - u.start) for q, u in zip(pb, nb, strict=True))] |= pm
+                m[tuple(slice(f.start - u.start, f.stop - u.start) for f, u in zip(full, nb, strict=True))] |= part
+                pieces[best] = (nb, m)
+    return bone, pieces
+
+
 def _split_bone(crop_hu, filled, comp_mask, spacing, settings: Settings) -> tuple[np.ndarray, list[np.ndarray]]:
     """Bone proper and the calcified parts that stick out of it (see `_split_bone_grid`).
 
@@ -201,7 +274,67 @@ def _split_bone(crop_hu, filled, comp_mask, spacing, settings: Settings) -> tupl
         if m.any():
             taken[box] |= m
             pieces.append((box, m))
-    return bone | (comp_mask & ~taken), pieces
+    return _release_islands(bone | (comp_mask & ~taken), comp_mask, taken, pieces)
+
+
+#: A part of the opened bone, apart from its largest part, that encloses at least this volume
+#: (mm^3) of slice-filled voxels mostly at soft-tissue density is a calcified shell, not a bone.
+SHELL_CORE_MIN_MM3 = 10.0
+#: Soft-tissue density of such a core (HU): fatty marrow lies below, cancellous bone above.
+SHELL_CORE_HU = (-20.0, 100.0)
+#: ... when at least this fraction of its core is at soft-tissue density.
+SHELL_CORE_FRACTION = 0.6
+
+
+def _soft_cored(opened: np.ndarray, filled: np.ndarray, comp_mask: np.ndarray, crop_hu: np.ndarray,
+                spacing) -> np.ndarray | None:
+    """Parts of the opened bone that are calcified shells around soft tissue (None if none).
+
+    A dense shell bridged to the cortex by partial volume across a 1-2 mm cleft (a mature myositis
+    ossificans, a calcified cyst wall) is slice-filled and opened with the bone, and its shell is
+    as dense as cortex: without this test the whole deposit became bone. The opening cuts the
+    bridge, so such a shell is a part of the opened mask apart from the largest. It is told from
+    a bone (a sesamoid, a rib head, a neighbouring bone across a joint) by what it encloses: at
+    least ``SHELL_CORE_MIN_MM3`` of fill-only voxels (under the 130 HU cut) of which at least
+    ``SHELL_CORE_FRACTION`` lie at soft-tissue density ``SHELL_CORE_HU``. A bone encloses
+    cancellous bone (over 130 HU, not fill-only) or fatty marrow (under -20 HU) instead
+    (criteria-research 2.6: a soft-tissue or fluid centre is not marrow).
+    """
+    lab = cc3d.connected_components(opened, connectivity=26)
+    n = int(lab.max())
+    if n < 2:
+        return None
+    sizes = np.bincount(lab.ravel(), minlength=n + 1)
+    sizes[0] = 0
+    largest = int(np.argmax(sizes))
+    voxel = float(np.prod(spacing))
+    out = None
+    for i, sl in enumerate(ndimage.find_objects(lab), start=1):
+        if sl is None or i == largest:
+            continue
+        part = lab[sl] == i
+        core = part & filled[sl] & ~comp_mask[sl]
+        if core.sum() * voxel < SHELL_CORE_MIN_MM3:
+            continue
+        hu = crop_hu[sl][core]
+        if np.mean((hu >= SHELL_CORE_HU[0]) & (hu <= SHELL_CORE_HU[1])) < SHELL_CORE_FRACTION:
+            continue
+        if out is None:
+            out = np.zeros_like(opened)
+        out[sl] |= part
+    return out
+
+
+def _reach_mm(m: np.ndarray, sl: tuple[slice, ...], bone: np.ndarray, spacing, limit_mm: float) -> float:
+    """How far (mm) the piece `m` (at `sl` in `bone`'s frame) reaches from the bone: the largest
+    distance of its voxels to the nearest bone voxel, searched in the piece's box grown by
+    `limit_mm` (a farther bone voxel cannot lower a distance past the limit)."""
+    g = [int(np.ceil(limit_mm / sp)) + 1 for sp in spacing]
+    big = tuple(slice(max(q.start - k, 0), min(q.stop + k, n)) for q, k, n in zip(sl, g, bone.shape, strict=True))
+    inner = tuple(slice(q.start - b.start, q.stop - b.start) for q, b in zip(sl, big, strict=True))
+    if not bone[big].any():
+        return float("inf")
+    return float(_edt(~bone[big], spacing)[inner][m].max())
 
 
 def _split_bone_grid(crop_hu, filled, comp_mask, spacing, settings: Settings) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -222,7 +355,12 @@ def _split_bone_grid(crop_hu, filled, comp_mask, spacing, settings: Settings) ->
     cortex = comp_mask & (crop_hu >= settings.bone_fragment_ratio * cortex_level)
     if cortex.any():
         opened &= ndimage.binary_dilation(_fill_slices(cortex), iterations=1)
-    bone = opened | (filled & ~comp_mask)  # marrow enclosed by the shell stays bone
+    shells = _soft_cored(opened, filled, comp_mask, crop_hu, spacing)
+    if shells is not None:
+        opened &= ~shells
+        bone = opened | (filled & ~comp_mask & ~shells)  # marrow enclosed by the cortex stays bone
+    else:
+        bone = opened | (filled & ~comp_mask)  # marrow enclosed by the cortex stays bone
     if not bone.any():
         return bone | comp_mask, []
     steps = max(1, int(np.ceil(settings.bone_margin_mm / min(spacing))))
@@ -249,6 +387,7 @@ def _split_bone_grid(crop_hu, filled, comp_mask, spacing, settings: Settings) ->
     pieces = []
     taken = np.zeros_like(comp_mask)
     hu_box = crop_hu[box]
+    sliver_mm = settings.bone_margin_mm + max(spacing)
     for i, sl in enumerate(ndimage.find_objects(lab)):
         if sl is None:
             continue
@@ -256,14 +395,17 @@ def _split_bone_grid(crop_hu, filled, comp_mask, spacing, settings: Settings) ->
         if m.sum() < min_vox:
             continue
         p90 = np.percentile(hu_box[sl][m], 90)
-        if p90 >= settings.bone_fragment_ratio * cortex_level:
+        full = tuple(slice(b.start + s.start, b.start + s.stop) for b, s in zip(box, sl, strict=True))
+        shell = shells is not None and bool((m & shells[full]).any())
+        if p90 >= settings.bone_fragment_ratio * cortex_level and not shell:
             continue  # as dense as the cortex: bone the opening cut off
         if (m & bone_near[sl]).sum() >= settings.bone_contact_ratio * m.sum():
             continue  # lying along the bone (a rim or a bone end the opening cut), not on it
-        full = tuple(slice(b.start + s.start, b.start + s.stop) for b, s in zip(box, sl, strict=True))
+        if _reach_mm(m, sl, bone[box], spacing, sliver_mm) <= sliver_mm:
+            continue  # a partial-volume sliver along the bone's surface (a voxel past the margin)
         taken[full] |= m
         pieces.append((full, m))
-    return bone | (comp_mask & ~taken), pieces
+    return _release_islands(bone | (comp_mask & ~taken), comp_mask, taken, pieces)
 
 
 def _absorb_cartilage(pieces, bone_mask, vol, spacing, settings: Settings, bone_pieces) -> list[_Piece]:
