@@ -199,13 +199,8 @@ def _release_islands(bone: np.ndarray, comp_mask: np.ndarray, taken: np.ndarray,
     n = int(lab.max())
     if n < 2:
         return bone, pieces
-    edge = np.zeros(lab.shape, bool)
-    for axis in range(lab.ndim):
-        idx = [slice(None)] * lab.ndim
-        idx[axis] = [0, -1]
-        edge[tuple(idx)] = True
     on_edge = np.zeros(n + 1, bool)
-    on_edge[np.unique(lab[edge])] = True
+    on_edge[np.unique(np.concatenate([np.take(lab, [0, -1], axis=a).ravel() for a in range(lab.ndim)]))] = True
     tk = taken[box]
     moved = False
     for i, sl in enumerate(ndimage.find_objects(lab), start=1):
@@ -223,25 +218,24 @@ def _release_islands(bone: np.ndarray, comp_mask: np.ndarray, taken: np.ndarray,
         part = isl & comp_mask[full]
         if part.any():  # into the deposit it touches most
             touch = ndimage.binary_dilation(part)
-            best, best_n = None, 0
-            for k, (pb, pm) in enumerate(pieces):
-                lo = [max(f.start, q.start) for f, q in zip(full, pb, strict=True)]
-                hi = [min(f.stop, q.stop) for f, q in zip(full, pb, strict=True)]
-                if any(h <= lo_ for lo_, h in zip(lo, hi, strict=True)):
-                    continue
-                a_ = tuple(slice(lo_ - f.start, h - f.start) for lo_, h, f in zip(lo, hi, full, strict=True))
-                b_ = tuple(slice(lo_ - q.start, h - q.start) for lo_, h, q in zip(lo, hi, pb, strict=True))
-                c = int((touch[a_] & pm[b_]).sum())
-                if c > best_n:
-                    best, best_n = k, c
-            if best is not None:
+            contact = [int((touch & _on_box(pm, pb, full)).sum()) for pb, pm in pieces]
+            best = int(np.argmax(contact))
+            if contact[best]:
                 pb, pm = pieces[best]
-                nb = tuple(slice(min(f.start, q.start), max(f.stop, q.stop)) for f, q in zip(full, pb, strict=True))
-                m = np.zeros(tuple(q.stop - q.start for q in nb), bool)
-                m[tuple(slice(q.start - u.start, q.stop - u.start) for q, u in zip(pb, nb, strict=True))] |= pm
-                m[tuple(slice(f.start - u.start, f.stop - u.start) for f, u in zip(full, nb, strict=True))] |= part
-                pieces[best] = (nb, m)
+                union = tuple(slice(min(f.start, q.start), max(f.stop, q.stop)) for f, q in zip(full, pb, strict=True))
+                pieces[best] = (union, _on_box(pm, pb, union) | _on_box(part, full, union))
     return bone, pieces
+
+
+def _on_box(mask: np.ndarray, box: tuple[slice, ...], target: tuple[slice, ...]) -> np.ndarray:
+    """`mask` (placed at `box`) on the grid of `target`: cut where it overhangs, False where absent."""
+    out = np.zeros(tuple(t.stop - t.start for t in target), bool)
+    lo = [max(b.start, t.start) for b, t in zip(box, target, strict=True)]
+    hi = [min(b.stop, t.stop) for b, t in zip(box, target, strict=True)]
+    if all(h > lo_ for lo_, h in zip(lo, hi, strict=True)):
+        out[tuple(slice(a - t.start, b - t.start) for a, b, t in zip(lo, hi, target, strict=True))] = \
+            mask[tuple(slice(a - b0.start, b - b0.start) for a, b, b0 in zip(lo, hi, box, strict=True))]
+    return out
 
 
 def _split_bone(crop_hu, filled, comp_mask, spacing, settings: Settings) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -355,12 +349,12 @@ def _split_bone_grid(crop_hu, filled, comp_mask, spacing, settings: Settings) ->
     cortex = comp_mask & (crop_hu >= settings.bone_fragment_ratio * cortex_level)
     if cortex.any():
         opened &= ndimage.binary_dilation(_fill_slices(cortex), iterations=1)
+    marrow = filled & ~comp_mask  # marrow enclosed by the cortex stays bone
     shells = _soft_cored(opened, filled, comp_mask, crop_hu, spacing)
-    if shells is not None:
+    if shells is not None:  # but not a calcified shell, nor the soft tissue it encloses
         opened &= ~shells
-        bone = opened | (filled & ~comp_mask & ~shells)  # marrow enclosed by the cortex stays bone
-    else:
-        bone = opened | (filled & ~comp_mask)  # marrow enclosed by the cortex stays bone
+        marrow &= ~shells
+    bone = opened | marrow
     if not bone.any():
         return bone | comp_mask, []
     steps = max(1, int(np.ceil(settings.bone_margin_mm / min(spacing))))
