@@ -268,10 +268,10 @@ def test_phantom_dx_recall_and_no_bone(dx_views):
 @pytest.mark.slow
 def test_demo_dx_recall_and_no_bone():
     """Demo preset (seed 0: erect, supine and left-decubitus AP and an erect lateral, twelve lesions
-    each): recall by footprint >= 10/12 in every view and >= 42/48 over the four, at most three
+    each): recall by footprint >= 10/12 in every view and >= 41/48 over the four, at most three
     false positives per view, bone never a lesion.
 
-    Measured 42/48 (0.875; the issue asks 0.9): 10, 11 and 10/12 in the AP views, 11/12 lateral.
+    Measured 41/48 (0.85; the issue asks 0.9): 10, 11 and 10/12 in the AP views, 10/12 lateral.
     Missed, none excluded:
     * AP (x3): a 5 mm grain lying on the cortical line of the edge-on iliac plate (the edge band
       is searched by neither pass);
@@ -279,7 +279,10 @@ def test_demo_dx_recall_and_no_bone():
       over-correction there (found before it; the phlebolith straddling the plate's cortex,
       missed in all three AP views before it, is found in all three now);
     * lateral: a faint ring cyst (signal 1.7 pixel-noise sigmas) in the dark halo between a
-      myositis shell and the femoral cortex.
+      myositis shell and the femoral cortex;
+    * lateral: a faint tendon deposit over the shaft (conspicuity 0.85) whose end touches the
+      lesser trochanter's outline; found until the over-bone pass's line test looked at the
+      0.8 mm scale too, which took 5 of the 6 false positives over bone on the five layouts.
     False positives: 3 per AP view (11-13 mm2 and 6-8 mm2 of soft tissue at the ends of the
     plate and the pubic bar), none lateral. Before the halo correction the AP views also
     reported a 270 mm2 strip along the plate and a 33 mm2 notch at its end (4-5 per view).
@@ -297,7 +300,7 @@ def test_demo_dx_recall_and_no_bone():
         assert len(counts["false_positives"]) <= 3, f"{truth['view']}: {counts['false_positives']}"
         _check_bone_kept_out(scan, truth, seg, counts)
         total, found = total + counts["n"], found + counts["found"]
-    assert found >= 42, f"{found}/{total}"
+    assert found >= 41, f"{found}/{total}"
 
 
 def test_small_bone_on_its_own_is_bone_not_a_lesion():
@@ -334,14 +337,17 @@ def test_dx_recall_by_conspicuity_over_five_layouts():
     lesions (20 of them grains over bone) are weaker than the anatomy's ordinary fluctuation
     around them (< 1), 24 under half of it: a detector that found every lesion above 0.5 would
     still be at 144/168 = 0.86. So the recall of 0.9 that issue 4 asks is reached on the lesions
-    a reader could see, and is out of reach on all of them. False positives: 29 labels over the
-    17 views; 9 of them lie mostly over the phantom's bone, so "no cortex reported" holds on demo
-    seed 0 and the test seeds but not on demo seeds 1 and 2: demo seed 1, a 6-7 mm2 patch where
-    the lesser trochanter overlaps the shaft in the three AP views and two pieces (125 and 7 mm2)
-    in the lateral view; demo seed 2, the socket's outer rims round the femoral head in the
-    lateral view (102 and 51 mm2; they lie 4-8 mm out, where myositis ossificans shells hugging
-    the femur lie too, so the rim rule cannot reach them without taking those: 117 -> 108 found),
-    a 3 mm2 speck beside them, and a 14 mm2 piece at the bone's edge in one AP view.
+    a reader could see, and is out of reach on all of them.
+
+    False positives: 21 labels over the 17 views, one of them over bone: a 3 mm2 texture speck
+    over demo seed 2's iliac wing in the lateral view. No cortex is reported. Before the two
+    rules below there were 29, 9 over bone: the acetabular rims of demo seeds 1 and 2's lateral views (125,
+    102 and 51 mm2, cut off the bone by its opening, 2-8 mm out where myositis shells hugging the
+    femur lie too) are bone since `_cut_cortex` (29 -> 26, 117 -> 118 found); the patches where
+    two bones' outlines cross over bone (demo seed 1's lesser trochanter over the shaft in three
+    AP views and a lateral speck, demo seed 2's neck cortex across the head) went when the line
+    test of the over-bone pass looked at the 0.8 mm scale too (26 -> 21, 6 -> 1 over bone, and
+    one tendon deposit of conspicuity 0.85 lost: 118 -> 117).
     """
     bands = [0.0, 0.5, 1.0, 2.0, 3.0, 5.0, np.inf]
     hits = np.zeros(len(bands) - 1, int)
@@ -365,7 +371,7 @@ def test_dx_recall_by_conspicuity_over_five_layouts():
     assert totals.sum() == 168 and n >= 80  # the layouts as measured: a change shows here
     assert found / n >= 0.9, f"{found}/{n} conspicuous lesions found"
     assert hits.sum() >= 117, f"{hits.sum()}/168 found (measured 117)"
-    assert false_pos <= 29 and bone_fp <= 9, (false_pos, bone_fp)
+    assert false_pos <= 21 and bone_fp <= 1, (false_pos, bone_fp)
     # lesions weaker than the anatomy beside them (< 1) are mostly missed: the measure separates
     assert hits[:2].sum() / totals[:2].sum() < 0.5
 
@@ -513,6 +519,31 @@ def test_flat_bone_with_a_broken_outline_is_bone():
     assert seg.n_lesions == 1, f"{seg.n_lesions} lesions"
     assert seg.labels[120, 250] == 1
     assert not (seg.labels & frame).any()
+
+
+def test_rim_cut_off_by_the_opening_is_bone_and_a_faint_deposit_beside_it_is_not():
+    """A socket's rim seen tangentially: a 1.6 mm-wide quarter arc (radius 12 mm) leaving a bone's
+    side, as bright as its cortex. The bone opening cuts it off the bone, and before
+    `_cut_cortex` it was reported as a lesion (so were the acetabular rims of demo seeds 1 and 2's
+    lateral views: 125, 102 and 51 mm2). A 2 mm-thick deposit the opening cuts off the other side,
+    a quarter as bright, stays a lesion touching bone."""
+    rng = np.random.default_rng(5)
+    img = rng.normal(1000.0, 5.0, (400, 400))
+    yy, xx = np.mgrid[:400, :400]  # 0.2 mm pixels
+    shaft = (yy >= 50) & (yy < 350) & (xx >= 100) & (xx < 300)
+    inner = (yy >= 55) & (yy < 345) & (xx >= 105) & (xx < 295)
+    img[shaft] += 300.0
+    img[shaft & ~inner] += 300.0  # 1 mm cortex
+    arc = (np.abs(np.hypot(yy - 200, xx - 300) - 60) <= 4) & (xx >= 300) & (yy < 200)
+    img[arc] += 600.0  # attached at (140, 300), free at (200, 360)
+    deposit = (yy >= 250) & (yy < 260) & (xx >= 50) & (xx < 100)
+    img[deposit] += 150.0
+    img = ndi.gaussian_filter(img, 0.7).astype(np.float32)
+    seg = segment_radiograph(Scan(img, (0.2, 0.2), (0, 0), np.eye(2), "radiograph"))
+    _check_segmentation(seg, img.shape)
+    assert not (seg.labels[arc] > 0).any(), "the rim is reported as a lesion"
+    assert seg.bone[arc].mean() > 0.9
+    assert seg.n_lesions == 1 and seg.labels[255, 75] == 1 and seg.touches_bone == [True]
 
 
 def test_faint_compact_deposit_found_at_its_own_scale_and_a_faint_stripe_not():
