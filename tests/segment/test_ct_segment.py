@@ -168,12 +168,13 @@ def test_real_chest_ct_bones_are_not_lesions():
     assert seg.n_lesions < 120
 
 
-def bone_with_shell(spacing, shell_hu=None, gap=0.0, thick=0.0):
+def bone_with_shell(spacing, shell_hu=None, gap=0.0, thick=0.0, core_hu=40.0, length=18.0):
     """Soft tissue (40 HU, r 24 mm) in air around a long bone along z (cortex 1350 HU from r 6.5
     to 9 mm, marrow 230 HU), blurred (sigma 0.7 mm) with 8 HU noise. With `shell_hu`: an ossified
-    shell beside it (an ellipsoid 18 x 10 x 10 mm, long axis along the bone, `thick` mm of
-    `shell_hu` around a 40 HU core) `gap` mm from the cortex. Returns the scan and the shell's
-    envelope (bool, on the scan's grid)."""
+    shell beside it (an ellipsoid `length` x 10 x 10 mm, long axis along the bone, `thick` mm of
+    `shell_hu` around a `core_hu` core: 40 HU soft tissue, or 230 HU marrow for a small bone;
+    longer than the scan's 54 mm it is a second long bone) `gap` mm from the cortex. Returns the
+    scan and the shell's envelope (bool, on the scan's grid)."""
     sp = np.asarray(spacing, float)
     shape = tuple((np.array([54.0, 66.0, 66.0]) / sp).astype(int))
     z, y, x = (np.indices(shape) * sp[:, None, None, None])
@@ -182,11 +183,11 @@ def bone_with_shell(spacing, shell_hu=None, gap=0.0, thick=0.0):
     hu[r < 24] = 40.0
     hu[r < 9.0] = 1350.0
     hu[r < 6.5] = 230.0
-    a, b = 9.0, 5.0  # semi-axes: along the bone (z) and across it
+    a, b = length / 2, 5.0  # semi-axes: along the bone (z) and across it
     q = np.sqrt(((z - 27) / a) ** 2 + ((y - 25) / b) ** 2 + ((x - (25 + 9 + gap + b)) / b) ** 2)
     if shell_hu is not None:
         hu[q <= 1.0] = shell_hu
-        hu[q <= 1.0 - thick / b] = 40.0
+        hu[q <= 1.0 - thick / b] = core_hu
     hu = ndimage.gaussian_filter(hu, 0.7 / sp) + np.random.default_rng(0).normal(0, 8, shape)
     return Scan(hu.astype(np.int16), tuple(spacing), np.zeros(3), np.eye(3), "ct"), q <= 1.0
 
@@ -208,6 +209,17 @@ def test_a_round_cortex_leaves_no_partial_volume_sliver():
     # inside the deposit
     ((1.0, 0.7, 0.7), 900, 2.2, 1.8),
     ((0.6, 0.6, 0.6), 1300, 2.8, 1.8),  # a clear cleft
+    # the core wrapped by the shell's dense patches: the cortex ring test had cut the shell to
+    # patches holding none of the core, so no part enclosed it (685 voxels bone)
+    ((1.5, 0.9, 0.9), 1100, 1.6, 1.8),
+    # the core is one 3D component: part of it lay outside the shell's opened part and stayed
+    # bone as marrow (26 voxels of one slice)
+    ((1.0, 0.7, 0.7), 1300, 2.2, 1.8),
+    # near-solid shells (3.6 mm walls, the core a few voxels across and over 130 HU once blurred):
+    # no soft core, but no medulla either; a part with no medulla is not bone (all bone before)
+    ((0.6, 0.6, 0.6), 1100, 2.2, 3.6),
+    # 900 HU: noise lifts patches of the wall over the cortex level; they stayed bone (772 voxels)
+    ((1.0, 0.7, 0.7), 900, 1.6, 3.6),
 ])
 def test_an_ossified_shell_beside_bone_is_a_lesion_with_its_cleft(spacing, shell_hu, gap, thick):
     """A mature myositis ossificans shell (dense rim, soft-tissue core) `gap` mm from the cortex
@@ -221,3 +233,24 @@ def test_an_ossified_shell_beside_bone_is_a_lesion_with_its_cleft(spacing, shell
     assert seg.bone[centre]  # the marrow stays bone
     row = measure_scan(scan, Settings())[0]
     assert abs(row["bone_distance_mm"] - gap) < 0.8, row["bone_distance_mm"]
+
+
+@pytest.mark.parametrize(("spacing", "thick", "core_hu", "length"), [
+    # the medulla test's other side: a small bone (an ossicle 18 x 10 x 10 mm, its cortex as dense
+    # as the long bone's and 2.4 mm thick, 230 HU marrow) holds marrow in its interior (0.11 of it
+    # under cortex_hu, the thick-walled shells 0.01-0.04)
+    ((0.6, 0.6, 0.6), 2.4, 230.0, 18.0),
+    # a second long bone leaving the scan, its cortex 3 mm on a 5 mm radius: as little medulla as
+    # a shell (0.05), but a long bone is not judged (without that: all of it one lesion)
+    ((0.6, 0.6, 0.6), 3.0, 230.0, 80.0),
+    # a second long bone with fatty marrow leaving the scan: its thin medulla reads as soft tissue
+    # in the partial-volume band, but it is open at the scan's ends, not a shell's core (before:
+    # all of it one lesion)
+    ((1.0, 0.7, 0.7), 1.5, -30.0, 80.0),
+])
+def test_a_bone_beside_bone_stays_bone(spacing, thick, core_hu, length):
+    """A second bone bridged to the long bone by partial volume across a 2.2 mm cleft is bone."""
+    scan, envelope = bone_with_shell(spacing, 1350, 2.2, thick, core_hu=core_hu, length=length)
+    seg = segment_ct(scan, Settings())
+    assert seg.n_lesions == 0, [int(m.sum()) for m in seg.masks]
+    assert seg.bone[envelope].mean() > 0.99

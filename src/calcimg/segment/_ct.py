@@ -17,9 +17,9 @@ Outline (criteria-research sections 4.1, 4.3, 4.4):
    what sticks out of it by more than ``bone_margin_mm`` is soft-tissue calcification touching
    bone and is kept (bone distance 0), never swallowed. A part that reaches no more than a voxel
    past the margin is the cortex's partial-volume band (`_reach_mm`). A part of the opened bone
-   apart from its largest that encloses a soft-tissue core is a calcified shell, not bone
-   (`_soft_cored`), and bone islands left inside a split-off deposit go back to it
-   (`_release_islands`).
+   apart from its largest that wraps a soft-tissue core, or whose interior has no medulla, is an
+   ossified deposit, not bone (`_deposit_parts`), and bone islands left inside a split-off deposit
+   go back to it (`_release_islands`).
 6. Lesions: components whose surface gap is <= ``group_gap_mm`` are one lesion
    (``component_count``); lesions are numbered by decreasing volume.
 """
@@ -271,51 +271,120 @@ def _split_bone(crop_hu, filled, comp_mask, spacing, settings: Settings) -> tupl
     return _release_islands(bone | (comp_mask & ~taken), comp_mask, taken, pieces)
 
 
-#: A part of the opened bone, apart from its largest part, that encloses at least this volume
-#: (mm^3) of slice-filled voxels mostly at soft-tissue density is a calcified shell, not a bone.
+#: A core (a 3D component of fill-only voxels: slice-filled, under the 130 HU cut) of at least this
+#: volume (mm^3), mostly at soft-tissue density, is a calcified shell's core, not marrow. Smaller
+#: fill-only pockets (partial volume at the cortex, between trabeculae) are a few voxels.
 SHELL_CORE_MIN_MM3 = 10.0
 #: Soft-tissue density of such a core (HU): fatty marrow lies below, cancellous bone above.
 SHELL_CORE_HU = (-20.0, 100.0)
 #: ... when at least this fraction of its core is at soft-tissue density.
 SHELL_CORE_FRACTION = 0.6
+#: Depth (mm) inside the filled component past which a part's interior lies: the depth
+#: `_cancellous_mm3` uses for a whole component (past the cortex of a small bone).
+MEDULLA_DEPTH_MM = 2.0
+#: A part of the opened bone apart from its largest, shorter than ``bone_long_mm``, is bone only
+#: when at least this fraction of its interior is medulla: under ``cortex_hu`` (cancellous bone,
+#: fatty or soft marrow). Measured on the blurred phantoms: thick-walled ossified shells (3.6 mm of
+#: 900-1300 HU around a 1.4 mm core) 0.01-0.04; a small bone with a cortex 2.4 mm thick on a 5 mm
+#: radius (1350 HU, 230 HU marrow) 0.11, with a 1 mm cortex 0.55. 0.07 lies between. A long bone
+#: is not judged: a shaft with a 3 mm cortex on a 5 mm radius measures 0.05, as low as a shell.
+MEDULLA_MIN_FRACTION = 0.07
 
 
-def _soft_cored(opened: np.ndarray, filled: np.ndarray, comp_mask: np.ndarray, crop_hu: np.ndarray,
-                spacing) -> np.ndarray | None:
-    """Parts of the opened bone that are calcified shells around soft tissue (None if none).
+def _deposit_parts(opened: np.ndarray, filled: np.ndarray, comp_mask: np.ndarray, crop_hu: np.ndarray,
+                   spacing, cortex_hu: float, long_mm: float) -> np.ndarray | None:
+    """Parts of the opened bone that are ossified deposits, not bone, with the soft tissue they
+    enclose (None if none).
 
-    A dense shell bridged to the cortex by partial volume across a 1-2 mm cleft (a mature myositis
-    ossificans, a calcified cyst wall) is slice-filled and opened with the bone, and its shell is
-    as dense as cortex: without this test the whole deposit became bone. The opening cuts the
-    bridge, so such a shell is a part of the opened mask apart from the largest. It is told from
-    a bone (a sesamoid, a rib head, a neighbouring bone across a joint) by what it encloses: at
-    least ``SHELL_CORE_MIN_MM3`` of fill-only voxels (under the 130 HU cut) of which at least
-    ``SHELL_CORE_FRACTION`` lie at soft-tissue density ``SHELL_CORE_HU``. A bone encloses
-    cancellous bone (over 130 HU, not fill-only) or fatty marrow (under -20 HU) instead
-    (criteria-research 2.6: a soft-tissue or fluid centre is not marrow).
+    A dense deposit bridged to the cortex by partial volume across a 1-3 mm cleft (a mature
+    myositis ossificans, a calcified cyst wall) is slice-filled and opened with the bone, and it
+    can be as dense as cortex: without these tests the whole deposit became bone. The opening
+    cuts the bridge, so such a deposit is a part of the opened mask apart from the largest (the
+    bone), or is not in it at all. Two tests tell it from a bone:
+
+    - What it encloses. A core is a 3D component of fill-only voxels (slice-filled, under the
+      130 HU cut) of at least ``SHELL_CORE_MIN_MM3``, at least ``SHELL_CORE_FRACTION`` of it at
+      soft-tissue density ``SHELL_CORE_HU``. A bone encloses cancellous bone (over 130 HU, not
+      fill-only) or fatty marrow (under -20 HU) instead (criteria-research 2.6: a soft-tissue or
+      fluid centre is not marrow). The slice fill sees enclosure within a slice only: a core
+      must be closed above and below by the component too (a shell's caps), inside its first
+      and last slices, so a medulla that runs to the component's ends (a long bone leaving the
+      scan; thin fatty marrow reads as soft tissue in its partial-volume band) is not one. A
+      core touching the largest part is that bone's own (a spinal canal, a demineralised
+      medulla) and stays bone; any other is returned, with every part it touches or lies in:
+      the shell's dense pieces, which the cortex ring test may have cut to patches that hold
+      none of the core themselves.
+    - Whether it has a medulla. A part's interior is what lies ``MEDULLA_DEPTH_MM`` deep inside
+      the filled component outside the largest part, in the 3D components of it that the part
+      overlaps: one per piece of bone or deposit (partial-volume bridges are thinner), and with
+      the medulla of a bone whose ring the cortex ring test broke into arcs that hold none of it.
+      A part shorter than ``long_mm`` whose interior is less than ``MEDULLA_MIN_FRACTION`` under
+      ``cortex_hu`` is solid: a small bone thick enough to have an interior holds marrow there,
+      a thick-walled shell (its core a few voxels across, over 130 HU once blurred) does not. A
+      part with no interior (a thin remnant of the cortex ring test) is not judged, nor a long
+      bone (a thick-walled shaft has as little medulla as a shell).
+
+    The parts returned go to the piece tests without the "as dense as the cortex" shortcut.
     """
-    lab = cc3d.connected_components(opened, connectivity=26)
-    n = int(lab.max())
-    if n < 2:
-        return None
-    sizes = np.bincount(lab.ravel(), minlength=n + 1)
-    sizes[0] = 0
-    largest = int(np.argmax(sizes))
+    parts, n = cc3d.connected_components(opened, connectivity=26, return_N=True)
+    largest = int(np.argmax(np.bincount(parts.ravel())[1:])) + 1 if n > 1 else (1 if n else -1)
+    deposit = np.zeros(n + 1, bool)
     voxel = float(np.prod(spacing))
     out = None
-    for i, sl in enumerate(ndimage.find_objects(lab), start=1):
-        if sl is None or i == largest:
-            continue
-        part = lab[sl] == i
-        core = part & filled[sl] & ~comp_mask[sl]
-        if core.sum() * voxel < SHELL_CORE_MIN_MM3:
-            continue
-        hu = crop_hu[sl][core]
-        if np.mean((hu >= SHELL_CORE_HU[0]) & (hu <= SHELL_CORE_HU[1])) < SHELL_CORE_FRACTION:
-            continue
-        if out is None:
-            out = np.zeros_like(opened)
-        out[sl] |= part
+    fill_only = filled & ~comp_mask
+    # a shell's core lies wholly outside the bone proper: label only around such voxels (a core
+    # cut at this box's edge goes on into the bone proper, so it touches it and is left)
+    free = fill_only & (parts != largest)
+    box = _bbox(free, 1, free.shape) if np.count_nonzero(free) * voxel >= SHELL_CORE_MIN_MM3 else None
+    if box is not None:
+        cores, m = cc3d.connected_components(fill_only[box], connectivity=26, return_N=True)
+        idx = np.flatnonzero(cores)  # few: work on these voxels, not on the box
+        lab = cores.ravel()[idx]
+        hu = crop_hu[box][np.unravel_index(idx, cores.shape)]
+        size = np.bincount(lab, minlength=m + 1)
+        soft = np.bincount(lab, weights=(hu >= SHELL_CORE_HU[0]) & (hu <= SHELL_CORE_HU[1]), minlength=m + 1)
+        cand = (size * voxel >= SHELL_CORE_MIN_MM3) & (soft >= SHELL_CORE_FRACTION * size)
+        cand[0] = False
+        for i in np.flatnonzero(cand).tolist():
+            at = np.unravel_index(idx[lab == i], cores.shape)
+            g = tuple(slice(b.start + max(int(a.min()) - 1, 0), b.start + min(int(a.max()) + 2, k))
+                      for a, b, k in zip(at, box, cores.shape, strict=True))
+            core = cores[tuple(slice(q.start - b.start, q.stop - b.start) for q, b in zip(g, box, strict=True))] == i
+            if g[0].start == 0 or g[0].stop == opened.shape[0]:
+                continue  # capped, if at all, in the component's first or last slice: the scan may end there
+            ends = np.zeros_like(core)  # the voxels right above and below the core
+            ends[1:] = core[:-1]
+            ends[:-1] |= core[1:]
+            if not comp_mask[g][ends & ~core].all():
+                continue  # open above or below
+            touched = parts[g][ndimage.binary_dilation(core, structure=np.ones((3, 3, 3), bool))]
+            if (touched == largest).any():
+                continue  # the bone's own cavity
+            if out is None:
+                out = np.zeros_like(opened)
+            out[g] |= core
+            deposit[touched] = True
+    if n > 1:
+        # interiors: deep inside the filled component, outside the bone proper
+        deep = edt.edt(filled, anisotropy=tuple(float(x) for x in spacing), black_border=True,
+                       parallel=EDT_THREADS) >= MEDULLA_DEPTH_MM
+        deep &= parts != largest
+        inner = cc3d.connected_components(deep, connectivity=26)
+        k = int(inner.max())
+        total = np.bincount(inner.ravel(), minlength=k + 1)
+        medulla = np.bincount(inner[deep], weights=crop_hu[deep] < cortex_hu, minlength=k + 1)
+        for i, sl in enumerate(ndimage.find_objects(parts), start=1):
+            if sl is None or i == largest or deposit[i]:
+                continue
+            if max((q.stop - q.start) * sp for q, sp in zip(sl, spacing, strict=True)) >= long_mm:
+                continue  # a long bone, whatever its cortex
+            ids = np.unique(inner[sl][parts[sl] == i])
+            ids = ids[ids > 0]
+            if ids.size and medulla[ids].sum() < MEDULLA_MIN_FRACTION * total[ids].sum():
+                deposit[i] = True
+    deposit[0] = False
+    if deposit.any():
+        out = deposit[parts] if out is None else out | deposit[parts]
     return out
 
 
@@ -350,10 +419,11 @@ def _split_bone_grid(crop_hu, filled, comp_mask, spacing, settings: Settings) ->
     if cortex.any():
         opened &= ndimage.binary_dilation(_fill_slices(cortex), iterations=1)
     marrow = filled & ~comp_mask  # marrow enclosed by the cortex stays bone
-    shells = _soft_cored(opened, filled, comp_mask, crop_hu, spacing)
-    if shells is not None:  # but not a calcified shell, nor the soft tissue it encloses
-        opened &= ~shells
-        marrow &= ~shells
+    deposits = _deposit_parts(opened, filled, comp_mask, crop_hu, spacing, settings.cortex_hu,
+                              settings.bone_long_mm)
+    if deposits is not None:  # but not an ossified deposit, nor the soft tissue it encloses
+        opened &= ~deposits
+        marrow &= ~deposits
     bone = opened | marrow
     if not bone.any():
         return bone | comp_mask, []
@@ -390,8 +460,8 @@ def _split_bone_grid(crop_hu, filled, comp_mask, spacing, settings: Settings) ->
             continue
         p90 = np.percentile(hu_box[sl][m], 90)
         full = tuple(slice(b.start + s.start, b.start + s.stop) for b, s in zip(box, sl, strict=True))
-        shell = shells is not None and bool((m & shells[full]).any())
-        if p90 >= settings.bone_fragment_ratio * cortex_level and not shell:
+        deposit = deposits is not None and bool((m & deposits[full]).any())
+        if p90 >= settings.bone_fragment_ratio * cortex_level and not deposit:
             continue  # as dense as the cortex: bone the opening cut off
         if (m & bone_near[sl]).sum() >= settings.bone_contact_ratio * m.sum():
             continue  # lying along the bone (a rim or a bone end the opening cut), not on it
