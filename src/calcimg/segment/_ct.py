@@ -59,11 +59,12 @@ class _Piece:
         return int(self.mask.sum())
 
 
-def _edt(mask: np.ndarray, spacing) -> np.ndarray:
+def _edt(mask: np.ndarray, spacing, border_is_surface: bool = False) -> np.ndarray:
     """Distance (mm) of each True voxel to the nearest False voxel; outside the array counts as
-    True (so the crop border is not a surface). `edt` is 7x faster than scipy here, equal to 1e-5."""
+    True (the crop border is not a surface) unless `border_is_surface`. `edt` is 7x faster than
+    scipy here, equal to 1e-5."""
     return edt.edt(np.ascontiguousarray(mask), anisotropy=tuple(float(s) for s in spacing),
-                   black_border=False, parallel=EDT_THREADS)
+                   black_border=border_is_surface, parallel=EDT_THREADS)
 
 
 def coarse_body(scan: Scan, step_mm: float = 3.0, detach_mm: float = 6.0) -> tuple[np.ndarray, tuple[int, int, int]]:
@@ -128,9 +129,7 @@ def _cancellous_mm3(crop_hu: np.ndarray, mask: np.ndarray, spacing, cortex_hu: f
     slice-filled component: cancellous bone enclosed by a shell. Calcified walls are too thin and
     solid deposits too dense to have any. Returns the volume and the filled mask."""
     filled = _fill_slices(mask)
-    depth = edt.edt(np.ascontiguousarray(filled), anisotropy=tuple(float(s) for s in spacing),
-                    black_border=True, parallel=EDT_THREADS)
-    deep = (depth >= 2.0) & mask & (crop_hu < cortex_hu)
+    deep = (_edt(filled, spacing, border_is_surface=True) >= MEDULLA_DEPTH_MM) & mask & (crop_hu < cortex_hu)
     return float(deep.sum() * np.prod(spacing)), filled
 
 
@@ -327,7 +326,7 @@ def _deposit_parts(opened: np.ndarray, filled: np.ndarray, comp_mask: np.ndarray
     The parts returned go to the piece tests without the "as dense as the cortex" shortcut.
     """
     parts, n = cc3d.connected_components(opened, connectivity=26, return_N=True)
-    largest = int(np.argmax(np.bincount(parts.ravel())[1:])) + 1 if n > 1 else (1 if n else -1)
+    largest = int(np.argmax(np.bincount(parts.ravel())[1:])) + 1 if n else -1
     deposit = np.zeros(n + 1, bool)
     voxel = float(np.prod(spacing))
     out = None
@@ -345,11 +344,11 @@ def _deposit_parts(opened: np.ndarray, filled: np.ndarray, comp_mask: np.ndarray
         soft = np.bincount(lab, weights=(hu >= SHELL_CORE_HU[0]) & (hu <= SHELL_CORE_HU[1]), minlength=m + 1)
         cand = (size * voxel >= SHELL_CORE_MIN_MM3) & (soft >= SHELL_CORE_FRACTION * size)
         cand[0] = False
+        objects = ndimage.find_objects(cores)
         for i in np.flatnonzero(cand).tolist():
-            at = np.unravel_index(idx[lab == i], cores.shape)
-            g = tuple(slice(b.start + max(int(a.min()) - 1, 0), b.start + min(int(a.max()) + 2, k))
-                      for a, b, k in zip(at, box, cores.shape, strict=True))
-            core = cores[tuple(slice(q.start - b.start, q.stop - b.start) for q, b in zip(g, box, strict=True))] == i
+            local = _grow(objects[i - 1], cores.shape, (1, 1, 1))  # the core and a voxel round it
+            core = cores[local] == i
+            g = tuple(slice(b.start + q.start, b.start + q.stop) for b, q in zip(box, local, strict=True))
             if g[0].start == 0 or g[0].stop == opened.shape[0]:
                 continue  # capped, if at all, in the component's first or last slice: the scan may end there
             ends = np.zeros_like(core)  # the voxels right above and below the core
@@ -366,9 +365,7 @@ def _deposit_parts(opened: np.ndarray, filled: np.ndarray, comp_mask: np.ndarray
             deposit[touched] = True
     if n > 1:
         # interiors: deep inside the filled component, outside the bone proper
-        deep = edt.edt(filled, anisotropy=tuple(float(x) for x in spacing), black_border=True,
-                       parallel=EDT_THREADS) >= MEDULLA_DEPTH_MM
-        deep &= parts != largest
+        deep = (_edt(filled, spacing, border_is_surface=True) >= MEDULLA_DEPTH_MM) & (parts != largest)
         inner = cc3d.connected_components(deep, connectivity=26)
         k = int(inner.max())
         total = np.bincount(inner.ravel(), minlength=k + 1)

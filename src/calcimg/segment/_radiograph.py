@@ -708,12 +708,11 @@ def _bone_mask(candidates: np.ndarray, z: np.ndarray, mm, settings: Settings) ->
     bone = is_bone[lab]
     if is_bone.any() and r_open > 0:
         # what the opening cut off the bone and is as bright as its cortex goes back to it
-        bone |= _cut_cortex(filled & ~core, bone, np.where(bone, lab, 0), rim_mean, z)
+        bone |= _cut_cortex(filled & ~core, np.where(bone, lab, 0), rim_mean, z)
     return bone
 
 
-def _cut_cortex(cut: np.ndarray, bone: np.ndarray, bone_lab: np.ndarray, rim_mean: np.ndarray,
-                z: np.ndarray) -> np.ndarray:
+def _cut_cortex(cut: np.ndarray, bone_lab: np.ndarray, rim_mean: np.ndarray, z: np.ndarray) -> np.ndarray:
     """The pieces of `cut` (what the opening took off the filled candidates) that are cortex.
 
     A piece touching a bone (8-connected to a pixel of `bone_lab`, the bone's labels) is cortex
@@ -723,11 +722,11 @@ def _cut_cortex(cut: np.ndarray, bone: np.ndarray, bone_lab: np.ndarray, rim_mea
     """
     pieces, n = ndi.label(cut, _EIGHT)
     if n == 0:
-        return np.zeros_like(bone)
-    near = ndi.grey_dilation(bone_lab, footprint=_EIGHT).ravel()  # the bone each pixel touches
-    level = np.zeros(n + 1)
-    np.maximum.at(level, pieces.ravel(), np.where(near > 0, rim_mean[near], 0.0))
-    zmean = np.nan_to_num(ndi.mean(z, labels=pieces, index=np.arange(n + 1)))
+        return np.zeros(cut.shape, bool)
+    near = ndi.grey_dilation(bone_lab, footprint=_EIGHT)  # the bone each pixel touches
+    index = np.arange(n + 1)
+    level = np.asarray(ndi.maximum(np.where(near > 0, rim_mean[near], 0.0), labels=pieces, index=index))
+    zmean = np.nan_to_num(ndi.mean(z, labels=pieces, index=index))
     keep = (level > 0) & (zmean >= _CUT_CORTEX_RATIO * level)
     keep[0] = False
     return keep[pieces]
